@@ -1,0 +1,92 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The Linux zero page (struct boot_params) for the 64-bit entry of a
+ * bzImage or a vmlinux: the kernel's own setup header, with what the boot
+ * loader fills in (Documentation/arch/x86/boot.rst, zero-page.rst).
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "lkvm/machine.h"
+#include "lkvm/util.h"
+#include "lkvm/x86.h"
+
+/* A vmlinux has no setup header; Linux still checks these. */
+#define VMLINUX_KERNEL_ALIGNMENT 0x01000000u
+
+static void put16(uint8_t *p, uint16_t v)
+{
+	p[0] = v;
+	p[1] = v >> 8;
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	put16(p, v);
+	put16(p + 2, v >> 16);
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+	put32(p, v);
+	put32(p + 4, v >> 32);
+}
+
+int x86_write_zero_page(struct machine *m, const uint8_t *setup,
+			size_t setup_len, const struct x86_boot *b)
+{
+	struct x86_e820 e[X86_E820_MAX];
+	uint8_t *zp = guest_ptr(m, X86_ZERO_PAGE_ADDR, BP_SIZE);
+	unsigned int n;
+
+	if (!zp)
+		return -EFAULT;
+	memset(zp, 0, BP_SIZE);
+	if (setup && setup_len > BP_HDR) {
+		/* The header as the kernel wrote it, fields lkvm does not
+		 * know included: that is how the protocol stays compatible. */
+		setup_len = MIN(setup_len, (size_t)BP_SIZE);
+		memcpy(zp + BP_HDR, setup + BP_HDR, setup_len - BP_HDR);
+	} else {
+		put16(zp + SH_BOOT_FLAG, BOOT_FLAG_MAGIC);
+		put32(zp + SH_HEADER, HDRS_MAGIC);
+		put32(zp + SH_KERNEL_ALIGNMENT, VMLINUX_KERNEL_ALIGNMENT);
+	}
+
+	/* "Undefined" boot loader: lkvm has no assigned ID. */
+	zp[SH_TYPE_OF_LOADER] = 0xff;
+	zp[SH_LOADFLAGS] |= LOADED_HIGH;
+	if (setup)
+		put32(zp + SH_CODE32_START, b->kernel_start);
+
+	put32(zp + SH_CMD_LINE_PTR, b->cmdline_addr);
+	put32(zp + BP_EXT_CMD_LINE_PTR, b->cmdline_addr >> 32);
+	put32(zp + SH_RAMDISK_IMAGE, b->initrd_addr);
+	put32(zp + BP_EXT_RAMDISK_IMAGE, b->initrd_addr >> 32);
+	put32(zp + SH_RAMDISK_SIZE, b->initrd_size);
+	put32(zp + BP_EXT_RAMDISK_SIZE, b->initrd_size >> 32);
+
+	/* The device tree, as the one entry of the setup_data chain. */
+	if (b->fdt_size) {
+		uint8_t *sd = guest_ptr(m, b->fdt_addr - X86_SETUP_DATA_HDR,
+					X86_SETUP_DATA_HDR);
+
+		if (!sd || b->fdt_addr < X86_FDT_ADDR + X86_SETUP_DATA_HDR)
+			return -EFAULT;
+		put64(sd, 0);
+		put32(sd + 8, SETUP_DTB);
+		put32(sd + 12, b->fdt_size);
+		put64(zp + SH_SETUP_DATA, b->fdt_addr - X86_SETUP_DATA_HDR);
+	}
+
+	n = x86_build_e820(m, e, X86_E820_MAX);
+	zp[BP_E820_ENTRIES] = n;
+	for (unsigned int i = 0; i < n; i++) {
+		uint8_t *p = zp + BP_E820_TABLE + 20 * i;
+
+		put64(p, e[i].addr);
+		put64(p + 8, e[i].size);
+		put32(p + 16, e[i].type);
+	}
+	return 0;
+}

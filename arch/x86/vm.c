@@ -1,0 +1,117 @@
+// SPDX-License-Identifier: GPL-2.0
+/* The x86 VM as a whole: capabilities, interrupt controllers, RAM layout. */
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
+
+#include "lkvm/arch.h"
+#include "lkvm/machine.h"
+#include "lkvm/util.h"
+#include "lkvm/x86.h"
+
+const long arch_required_caps[] = {
+	KVM_CAP_IRQCHIP,
+	KVM_CAP_PIT2,
+	KVM_CAP_SET_TSS_ADDR,
+	KVM_CAP_SET_IDENTITY_MAP_ADDR,
+	KVM_CAP_EXT_CPUID,
+	KVM_CAP_MP_STATE,
+	KVM_CAP_IRQ_ROUTING,
+	0,
+};
+
+/*
+ * The three TSS pages and the identity-map page that VMX needs for real
+ * mode on CPUs without unrestricted guest. kvmtool's addresses sit just
+ * below the top 256 KiB, which is fine for kernels and for a firmware
+ * image of up to 256 KiB (SeaBIOS's bios-256k.bin ends right above them);
+ * a bigger image would cover them, so with --firmware they go where QEMU
+ * puts them, right below the largest ROM lkvm accepts (16 MiB).
+ */
+#define TSS_ADDR 0xfffbd000ull
+#define TSS_ADDR_FIRMWARE 0xfeffd000ull
+#define IDENTITY_MAP_OFFSET 0x1000ull	/* one page below the TSS */
+
+uint64_t x86_tss_addr(const struct machine *m)
+{
+	return m->cfg.firmware ? TSS_ADDR_FIRMWARE : TSS_ADDR;
+}
+
+/*
+ * Where each GSI goes, as on a PC and as the MP table (mptable.c) says:
+ * GSIs 0-15 are the ISA IRQs and reach both the 8259s and the I/O APIC,
+ * the timer (GSI 0) on I/O APIC pin 2, where the ISA bus wires it on PC
+ * boards and where firmware's tables (SeaBIOS's MP table and MADT) say it
+ * is; GSI 2 is the 8259 cascade and goes nowhere; GSIs 16-23 are the
+ * remaining I/O APIC pins, for PCI INTx. KVM's default routing would
+ * send GSI 0 to pin 0, so it is replaced here; QEMU and kvmtool do the
+ * same. KVM_SET_GSI_ROUTING replaces the whole table: whoever adds
+ * routes later (MSI for irqfd) passes them through here.
+ */
+int x86_set_gsi_routing(struct machine *m,
+			const struct kvm_irq_routing_entry *extra,
+			unsigned int nextra)
+{
+	struct kvm_irq_routing *rt;
+	unsigned int n = 0;
+	int err;
+
+	rt = calloc(1, sizeof(*rt) + (48 + nextra) * sizeof(rt->entries[0]));
+	if (!rt)
+		return -ENOMEM;
+	for (unsigned int gsi = 0; gsi < X86_IOAPIC_PINS; gsi++) {
+		if (gsi == 2)
+			continue;
+		if (gsi < 16)
+			rt->entries[n++] = (struct kvm_irq_routing_entry){
+				.gsi = gsi,
+				.type = KVM_IRQ_ROUTING_IRQCHIP,
+				.u.irqchip = { gsi < 8 ? KVM_IRQCHIP_PIC_MASTER :
+						         KVM_IRQCHIP_PIC_SLAVE,
+					       gsi % 8 },
+			};
+		rt->entries[n++] = (struct kvm_irq_routing_entry){
+			.gsi = gsi,
+			.type = KVM_IRQ_ROUTING_IRQCHIP,
+			.u.irqchip = { KVM_IRQCHIP_IOAPIC, gsi ? gsi : 2 },
+		};
+	}
+	for (unsigned int i = 0; i < nextra; i++)
+		rt->entries[n++] = extra[i];
+	rt->nr = n;
+	err = ioctl(kvm_vm_fd(m->kvm), KVM_SET_GSI_ROUTING, rt) < 0 ? -errno : 0;
+	free(rt);
+	return err;
+}
+
+int arch_init_vm(struct machine *m)
+{
+	uint64_t tss = x86_tss_addr(m);
+	int err;
+
+	/* The identity map must be set before any vCPU exists. */
+	if ((err = kvm_set_tss_addr(m->kvm, tss)) ||
+	    (err = kvm_set_identity_map_addr(m->kvm,
+					     tss - IDENTITY_MAP_OFFSET)))
+		return err;
+	/* The irqchip first: the PIT delivers through it. */
+	if ((err = kvm_create_irqchip(m->kvm)) ||
+	    (err = x86_set_gsi_routing(m, NULL, 0)) ||
+	    (err = kvm_create_pit(m->kvm)))
+		return err;
+	return 0;
+}
+
+unsigned int arch_memory_layout(uint64_t ram_size, struct ram_range *r,
+				unsigned int max)
+{
+	uint64_t low = MIN(ram_size, X86_PCI_HOLE_START);
+	unsigned int n = 0;
+
+	if (!max || !ram_size)
+		return 0;
+	r[n++] = (struct ram_range){ 0, low };
+	if (ram_size > low && n < max)
+		r[n++] = (struct ram_range){ X86_4GIB, ram_size - low };
+	return n;
+}

@@ -1,0 +1,77 @@
+#!/bin/bash
+# Boot time and memory of lkvm beside the ioctl floor and QEMU.
+# Prints medians of RUNS runs (default 11) of:
+#  - a flat real-mode guest that prints one line and exits through port
+#    0xf4: floor (bench/floor.c) vs lkvm, exec to first byte and to exit;
+#  - the bundled test kernel running its serial check: lkvm vs QEMU;
+#  - lkvm's peak resident memory for both guests.
+set -eu
+cd "$(dirname "$0")/.."
+RUNS=${RUNS:-11}
+B=build/bench
+make -s lkvm $B/boottime $B/floor >/dev/null
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+export LKVM_HOME=$tmp/home
+
+# The flat guest: print "hello from a flat guest\n", exit with 0.
+{
+	printf '\xba\xf8\x03'
+	msg="hello from a flat guest"
+	for ((i = 0; i < ${#msg}; i++)); do
+		printf "\\xb0\\x$(printf %02x "'${msg:i:1}")\\xee"
+	done
+	printf '\xb0\x0a\xee\xba\xf4\x00\xb0\x00\xee\xf4'
+} >"$tmp/flat"
+
+# median FILE COLUMN
+median() {
+	cut -d' ' -f"$2" "$1" | sort -n | awk '{a[NR]=$1} END {
+		if (NR % 2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2 }'
+}
+
+measure() { # name cmd...
+	local name=$1
+	shift
+	: >"$tmp/$name"
+	for ((r = 0; r < RUNS; r++)); do
+		$B/boottime "$@" >>"$tmp/$name"
+	done
+	st=$(median "$tmp/$name" 6)
+	if [ "$st" != "$EXPECT" ]; then
+		echo "bench: $name exited with status $st, expected $EXPECT" >&2
+		exit 1
+	fi
+}
+
+EXPECT=1
+measure floor $B/floor "$tmp/flat" 128
+measure lkvm-flat ./lkvm run -m 128 -k "$tmp/flat"
+EXPECT=0
+measure lkvm-tk ./lkvm run -m 128 -p tests=serial
+qemu=$(command -v qemu-system-x86_64 || true)
+if [ -n "$qemu" ]; then
+	measure qemu-tk "$qemu" -accel kvm -M pc -m 128 -nographic -no-reboot \
+		-nodefaults -serial stdio -monitor none \
+		-device isa-debug-exit,iobase=0xf4,iosize=4 \
+		-kernel x86-kernel/test-kernel.elf -append tests=serial
+fi
+
+f1=$(median "$tmp/floor" 1); fe=$(median "$tmp/floor" 2)
+l1=$(median "$tmp/lkvm-flat" 1); le=$(median "$tmp/lkvm-flat" 2)
+lr=$(median "$tmp/lkvm-flat" 3)
+t1=$(median "$tmp/lkvm-tk" 1); te=$(median "$tmp/lkvm-tk" 2)
+tr=$(median "$tmp/lkvm-tk" 3); tu=$(median "$tmp/lkvm-tk" 4)
+echo "boot time, median of $RUNS runs (ms):"
+printf '  flat guest   floor  first byte %7.2f  exit %7.2f\n' "$f1" "$fe"
+printf '  flat guest   lkvm   first byte %7.2f  exit %7.2f  (%.2fx / %.2fx the floor)\n' \
+	"$l1" "$le" "$(echo "$l1 / $f1" | bc -l)" "$(echo "$le / $fe" | bc -l)"
+printf '  test kernel  lkvm   first byte %7.2f  exit %7.2f  (lkvm user CPU %.2f ms)\n' \
+	"$t1" "$te" "$tu"
+if [ -n "$qemu" ]; then
+	q1=$(median "$tmp/qemu-tk" 1); qe=$(median "$tmp/qemu-tk" 2)
+	printf '  test kernel  QEMU   first byte %7.2f  exit %7.2f  (QEMU/lkvm: %.1fx to exit)\n' \
+		"$q1" "$qe" "$(echo "$qe / $te" | bc -l)"
+fi
+echo "lkvm peak resident memory (KiB, includes the guest pages touched):"
+echo "  flat guest $lr, test kernel $tr"

@@ -1,0 +1,184 @@
+// SPDX-License-Identifier: GPL-2.0
+/* lkvm run: parse options, assemble the machine, run it. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "lkvm/builtin.h"
+#include "lkvm/machine.h"
+#include "lkvm/registry.h"
+#include "lkvm/util.h"
+
+#define DEFAULT_RAM (128 * MIB)
+
+#define CFG(field) offsetof(struct machine_config, field)
+
+#define O(n, s, t, f, a, h, ...)                                         \
+	{ .name = n, .short_name = s, .type = t, .offset = CFG(f),        \
+	  .argname = a, .help = h, __VA_ARGS__ }
+
+static const struct option run_options[] = {
+	O("kernel", 'k', OPT_STRING, kernel, "FILE",
+	  "kernel: bzImage, vmlinux/PVH ELF or flat binary (default: the bundled test kernel)"),
+	O("initrd", 'i', OPT_STRING, initrd, "FILE", "initial ramdisk"),
+	O("params", 'p', OPT_STRING, params, "STRING", "kernel command line"),
+	O("firmware", 0, OPT_STRING, firmware, "FILE",
+	  "PC firmware (e.g. SeaBIOS) started at the reset vector"),
+	O("mem", 'm', OPT_SIZE, ram_size, "SIZE",
+	  "guest memory in MiB, or with a K/M/G suffix (default 128M)",
+	  .min = 2 * MIB, .max = 64ull << 40),
+	O("cpus", 'c', OPT_UINT, ncpus, "N", "number of vCPUs (default 1)",
+	  .min = 1, .max = 4096),
+	O("name", 0, OPT_STRING, name, "NAME", "guest name (default guest-PID)"),
+	O("console", 0, OPT_STRING, console, "serial|virtio",
+	  "guest console device (default serial)"),
+	O("dump-dtb", 0, OPT_STRING, dump_dtb, "FILE",
+	  "write the device tree handed to the guest to FILE"),
+	O("disk", 'd', OPT_LIST, disks, "PATH[,ro]", "virtio-blk disk"),
+	O("network", 'n', OPT_LIST, nets, "OPTIONS", "virtio-net device"),
+	O("rng", 0, OPT_BOOL, rng, NULL, "virtio-rng device"),
+	O("balloon", 0, OPT_BOOL, balloon, NULL, "virtio-balloon device"),
+	O("9p", 0, OPT_LIST, p9, "DIR,TAG", "share a host directory"),
+	OPTION_END,
+};
+
+/* Help and parsing see the core options and every device's. */
+static unsigned int option_groups(struct machine *m, struct option_group *g,
+				  unsigned int max)
+{
+	unsigned int n = 0, ndev;
+	const struct device_ops *const *devs = device_list(&ndev);
+
+	g[n++] = (struct option_group){ "options", run_options, &m->cfg };
+	for (unsigned int i = 0; i < ndev && n < max; i++)
+		if (devs[i]->options)
+			g[n++] = (struct option_group){
+				devs[i]->name, devs[i]->options,
+				m->dev_cfg ? m->dev_cfg[i] : NULL
+			};
+	return n;
+}
+
+void help_run(FILE *f)
+{
+	struct machine m = { 0 };
+	struct option_group g[64];
+	unsigned int n = option_groups(&m, g, 64);
+
+	fprintf(f, "usage: lkvm run [OPTIONS]\n\n"
+		   "Boots a guest. With no --kernel or --firmware, boots the bundled\n"
+		   "test kernel. Exit status: 0 when the guest resets or powers off,\n"
+		   "(V << 1) | 1 when it writes V to the debug-exit port 0xf4, 1 for\n"
+		   "a usage or set-up error, %d when the guest crashes, 128 + N when\n"
+		   "stopped by signal N. On a terminal, Ctrl-A x quits.\n",
+		LKVM_EXIT_CRASH);
+	fprintf(f, "\n  -h, --help                   show this help\n");
+	print_options(f, g, n);
+}
+
+/* Features that later versions bring are refused, never ignored. */
+static int refuse_unimplemented(const struct machine_config *c)
+{
+	const struct {
+		bool set;
+		const char *opt, *what;
+	} list[] = {
+		{ c->disks.n > 0, "--disk", "virtio-blk" },
+		{ c->nets.n > 0, "--network", "virtio-net" },
+		{ c->rng, "--rng", "virtio-rng" },
+		{ c->balloon, "--balloon", "virtio-balloon" },
+		{ c->p9.n > 0, "--9p", "virtio-9p" },
+		{ c->console_kind == CONSOLE_VIRTIO, "--console virtio",
+		  "virtio-console" },
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(list); i++) {
+		if (list[i].set) {
+			pr_err("%s: %s is not supported by this version of lkvm",
+			       list[i].opt, list[i].what);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int check_config(struct machine_config *c)
+{
+	if (!c->ram_size)
+		c->ram_size = DEFAULT_RAM;
+	if (!c->ncpus)
+		c->ncpus = 1;
+	if (!c->console || !strcmp(c->console, "serial")) {
+		c->console_kind = CONSOLE_SERIAL;
+	} else if (!strcmp(c->console, "virtio")) {
+		c->console_kind = CONSOLE_VIRTIO;
+	} else {
+		pr_err("--console '%s': use serial or virtio", c->console);
+		return -1;
+	}
+	if (c->ram_size & (MIB - 1)) {
+		pr_err("-m: %llu bytes is not a whole number of MiB",
+		       (unsigned long long)c->ram_size);
+		return -1;
+	}
+	if (c->firmware && c->kernel) {
+		pr_err("--firmware and --kernel cannot be used together");
+		return -1;
+	}
+	return refuse_unimplemented(c);
+}
+
+int cmd_run(int argc, char **argv)
+{
+	struct machine m = { 0 };
+	struct registry_entry reg = { .lock_fd = -1 };
+	struct option_group g[64];
+	char err[256], name[32];
+	unsigned int ng;
+	int i, status;
+
+	for (i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			help_run(stdout);
+			return 0;
+		}
+		if (!strcmp(argv[i], "--"))
+			break;
+	}
+	if (machine_setup_config(&m)) {
+		pr_err("out of memory");
+		return LKVM_EXIT_ERROR;
+	}
+	ng = option_groups(&m, g, 64);
+	i = parse_options(g, ng, argc - 1, argv + 1, err, sizeof(err));
+	if (i < 0) {
+		fprintf(stderr, "lkvm run: %s\n", err);
+		fprintf(stderr, "usage: lkvm run [OPTIONS]; see 'lkvm help run'\n");
+		return LKVM_EXIT_ERROR;
+	}
+	if (i + 1 < argc) {
+		fprintf(stderr, "lkvm run: unexpected argument '%s'\n",
+			argv[i + 1]);
+		fprintf(stderr, "usage: lkvm run [OPTIONS]; see 'lkvm help run'\n");
+		return LKVM_EXIT_ERROR;
+	}
+	if (check_config(&m.cfg))
+		return LKVM_EXIT_ERROR;
+	if (!m.cfg.name) {
+		snprintf(name, sizeof(name), "guest-%d", (int)getpid());
+		m.cfg.name = name;
+	}
+	if (registry_claim(m.cfg.name, &reg))
+		return LKVM_EXIT_ERROR;
+
+	if (machine_init(&m)) {
+		machine_exit(&m);
+		registry_release(&reg);
+		return LKVM_EXIT_ERROR;
+	}
+	status = machine_run(&m);
+	machine_exit(&m);
+	registry_release(&reg);
+	return status;
+}

@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * What the machine core asks of the architecture (arch/x86/).
+ * Called by kvm/machine.c in this order: arch_init_vm, arch_memory_layout
+ * (the core then allocates and maps RAM), device init, arch_load, then
+ * arch_setup_vcpu for each vCPU.
+ */
+#ifndef LKVM_ARCH_H
+#define LKVM_ARCH_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+struct machine;
+struct vcpu;
+
+/* Capabilities the architecture cannot work without (0-terminated). */
+extern const long arch_required_caps[];
+
+/* In-kernel irqchip and PIT, TSS and identity-map pages. */
+int arch_init_vm(struct machine *m);
+
+struct ram_range {
+	uint64_t gpa;
+	uint64_t size;
+};
+
+/*
+ * Splits ram_size bytes of RAM into guest-physical ranges around the
+ * architecture's holes (on x86: RAM up to the PCI hole at 3 GiB, the rest
+ * from 4 GiB). Returns how many ranges it wrote (at most max).
+ */
+unsigned int arch_memory_layout(uint64_t ram_size, struct ram_range *r,
+				unsigned int max);
+
+/*
+ * Loads what the guest boots (cfg.firmware, cfg.kernel, or the bundled
+ * test kernel), with the initrd and command line, and writes the boot
+ * tables (zero page, e820, PVH start info, MP table, device tree).
+ * Prints a one-line error naming the file and the problem on failure.
+ */
+int arch_load(struct machine *m);
+
+/* CPUID, MSRs, local APIC, and the boot registers for the BSP. */
+int arch_setup_vcpu(struct machine *m, struct vcpu *v);
+
+/* Registers and the bytes at RIP, for crash reports and `lkvm debug`. */
+void arch_dump_vcpu(struct machine *m, struct vcpu *v, FILE *out);
+
+/*
+ * Walks the vCPU's page tables: guest-virtual to guest-physical.
+ * Returns 0, -EFAULT when unmapped or a table lies outside RAM.
+ */
+int arch_translate(struct machine *m, struct vcpu *v, uint64_t gva,
+		   uint64_t *gpa);
+
+/* The bundled test kernel, linked into the binary. */
+extern const unsigned char lkvm_test_kernel[];
+extern const unsigned char lkvm_test_kernel_end[];
+
+#endif

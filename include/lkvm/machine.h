@@ -1,0 +1,169 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The machine as the VMM sees it: configuration, guest memory map, buses,
+ * vCPU threads and the run state. Built on libkvm.
+ */
+#ifndef LKVM_MACHINE_H
+#define LKVM_MACHINE_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "libkvm.h"
+#include "lkvm/device.h"
+#include "lkvm/iobus.h"
+#include "lkvm/options.h"
+
+/* Exit statuses of `lkvm run`. Debug-exit statuses are odd numbers. */
+#define LKVM_EXIT_OK 0
+#define LKVM_EXIT_ERROR 1	/* bad usage or set-up failure */
+#define LKVM_EXIT_CRASH 100	/* triple fault, internal error, bad exit */
+#define LKVM_EXIT_SIGNAL 128	/* + signal number */
+
+enum console_kind { CONSOLE_SERIAL, CONSOLE_VIRTIO };
+
+struct machine_config {
+	const char *kernel;
+	const char *initrd;
+	const char *params;
+	const char *firmware;
+	const char *name;
+	const char *dump_dtb;
+	uint64_t ram_size;		/* bytes */
+	unsigned int ncpus;
+	const char *console;		/* "serial" or "virtio" */
+	enum console_kind console_kind;
+	struct opt_list disks, nets, p9;
+	bool rng, balloon;
+};
+
+/* One contiguous range of guest-physical memory backed by host memory. */
+struct mem_region {
+	uint64_t gpa;
+	uint64_t size;
+	void *host;
+	uint32_t slot;
+	bool readonly;		/* ROM: guest writes exit as MMIO */
+};
+
+#define MACHINE_MAX_REGIONS 8
+
+struct pci_bus;
+struct fd_watch;
+
+struct vcpu {
+	struct machine *m;
+	struct kvm_vcpu *kvm;
+	unsigned int id;
+	pthread_t thread;
+	bool started;
+};
+
+typedef void (*fd_handler_fn)(struct machine *m, int fd, void *opaque);
+/*
+ * Host input for the guest console. Returns how many bytes the device
+ * took; when it takes fewer, the rest waits and stdin is not read until
+ * the device calls machine_console_resume(), so no input is lost.
+ */
+typedef size_t (*console_input_fn)(struct machine *m, const char *buf,
+				   size_t len, void *opaque);
+
+struct machine {
+	struct machine_config cfg;
+	struct kvm_ctx *kvm;
+	struct iobus *pio;
+	struct iobus *mmio;
+
+	struct mem_region mem[MACHINE_MAX_REGIONS];
+	unsigned int nmem;
+	uint64_t ram_size;
+
+	struct vcpu *vcpus;
+	unsigned int ncpus;
+
+	/* Per-device configuration blocks, indexed like device_list(). */
+	void **dev_cfg;
+	unsigned int ndev;
+	unsigned int ndev_up;	/* how many got through init */
+
+	/* Produced by the boot loader, consumed by vCPU set-up. */
+	void *boot;
+
+	/* The flattened device tree, once built. */
+	void *fdt;
+
+	/* The PCI bus (hw/pci.c), NULL until the host bridge is up. */
+	struct pci_bus *pci;
+
+	/* Next free GSI for PCI INTx and other non-ISA lines. */
+	unsigned int next_gsi;
+
+	/* Console input goes to the device that is the console. */
+	console_input_fn console_in;
+	void *console_in_opaque;
+
+	/* Run state. */
+	struct fd_watch *watches;
+	int epoll_fd;
+	int wake_fd;
+	int exit_status;
+	bool stopping;
+};
+
+/* Guest memory. */
+int machine_add_memory(struct machine *m, uint64_t gpa, uint64_t size,
+		       void *host, bool readonly);
+/*
+ * The one way to reach guest memory: a host pointer to [gpa, gpa + len)
+ * when the whole range lies inside one memory region, NULL otherwise
+ * (out of range, overflowing, or straddling two regions).
+ */
+void *guest_ptr(struct machine *m, uint64_t gpa, uint64_t len);
+int guest_read(struct machine *m, uint64_t gpa, void *buf, uint64_t len);
+int guest_write(struct machine *m, uint64_t gpa, const void *buf,
+		uint64_t len);
+
+/* The configuration block of a device (see struct device_ops). */
+void *machine_dev_cfg(struct machine *m, const struct device_ops *ops);
+
+/* Interrupts. */
+int machine_irq_line(struct machine *m, unsigned int gsi, int level);
+/* A GSI for a level-triggered, non-ISA line (16..23), shared in turn. */
+unsigned int machine_alloc_gsi(struct machine *m);
+
+/* I/O registration shortcuts. */
+int machine_register_pio(struct machine *m, uint16_t base, uint16_t len,
+			 io_handler_fn fn, void *opaque, const char *name);
+int machine_register_mmio(struct machine *m, uint64_t base, uint64_t len,
+			  io_handler_fn fn, void *opaque, const char *name);
+
+/* The main loop watches fd and calls fn when it is readable. */
+int machine_watch_fd(struct machine *m, int fd, fd_handler_fn fn,
+		     void *opaque);
+int machine_unwatch_fd(struct machine *m, int fd);
+
+/* The console device takes host input through this. */
+void machine_set_console_input(struct machine *m, console_input_fn fn,
+			       void *opaque);
+
+/* The console device has room again (any thread). */
+void machine_console_resume(struct machine *m);
+
+/*
+ * Ends the run with status (the first call wins) and kicks every vCPU.
+ * Safe from any thread, including vCPU threads and signal context.
+ */
+void machine_stop(struct machine *m, int status);
+bool machine_stopping(const struct machine *m);
+
+/* Prints a vCPU's registers and the bytes at RIP, for crash reports. */
+void machine_dump_vcpu(struct machine *m, struct vcpu *v, const char *why);
+
+/* The life cycle, in builtin-run.c's order. */
+int machine_setup_config(struct machine *m);	/* device config blocks */
+int machine_init(struct machine *m);	/* KVM, memory, devices, boot */
+int machine_run(struct machine *m);	/* vCPUs and main loop; status */
+void machine_exit(struct machine *m);
+
+#endif

@@ -1,0 +1,43 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+#ifndef LKVM_UTIL_H
+#define LKVM_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define ALIGN_UP(x, a) (((x) + (a) - 1) & ~((__typeof__(x))(a) - 1))
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+#define MAX(a, b) ((a) > (b) ? (a) : (b))
+#define KIB (1ull << 10)
+#define MIB (1ull << 20)
+#define GIB (1ull << 30)
+
+/* One-line messages on stderr, prefixed "lkvm: ". */
+void pr_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void pr_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void pr_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* pr_err, then exit(1). */
+void die(const char *fmt, ...)
+	__attribute__((format(printf, 1, 2), noreturn));
+
+/*
+ * Parses a size: a number with an optional K, M, G or T suffix (powers of
+ * 1024), no suffix meaning default_unit bytes. Returns false on syntax
+ * errors and overflow.
+ */
+bool parse_size(const char *s, uint64_t default_unit, uint64_t *out);
+/* Parses a whole unsigned number in [min, max]; false otherwise. */
+bool parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out);
+
+/*
+ * Reads a whole file into a malloc'd buffer. Returns 0 or -errno;
+ * max_size bounds what is accepted (-EFBIG beyond it).
+ */
+int read_file(const char *path, size_t max_size, void **buf, size_t *size);
+
+/* write() until done or error; returns 0 or -errno. */
+int write_all(int fd, const void *buf, size_t len);
+
+#endif

@@ -1,0 +1,175 @@
+// SPDX-License-Identifier: GPL-2.0
+#include "lkvm/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static void vmsg(const char *level, const char *fmt, va_list ap)
+{
+	char buf[1024];
+	int n;
+
+	n = snprintf(buf, sizeof(buf), "lkvm: %s", level);
+	vsnprintf(buf + n, sizeof(buf) - (size_t)n, fmt, ap);
+	/* One write per message so lines from threads do not interleave. */
+	n = (int)strlen(buf);
+	if (n && buf[n - 1] != '\n' && n < (int)sizeof(buf) - 1)
+		buf[n++] = '\n';
+	write_all(STDERR_FILENO, buf, (size_t)n);
+}
+
+void pr_err(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vmsg("", fmt, ap);
+	va_end(ap);
+}
+
+void pr_warn(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vmsg("warning: ", fmt, ap);
+	va_end(ap);
+}
+
+void pr_info(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vmsg("", fmt, ap);
+	va_end(ap);
+}
+
+void die(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vmsg("", fmt, ap);
+	va_end(ap);
+	exit(1);
+}
+
+bool parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+	unsigned long long v;
+	char *end;
+
+	if (!s || !*s || *s == '-' || *s == '+' || *s == ' ')
+		return false;
+	errno = 0;
+	v = strtoull(s, &end, 0);
+	if (errno || *end || v < min || v > max)
+		return false;
+	*out = v;
+	return true;
+}
+
+bool parse_size(const char *s, uint64_t default_unit, uint64_t *out)
+{
+	unsigned long long v;
+	uint64_t unit = default_unit;
+	char *end;
+
+	if (!s || !*s || *s == '-' || *s == '+' || *s == ' ')
+		return false;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s)
+		return false;
+	switch (*end) {
+	case 'k': case 'K': unit = KIB; end++; break;
+	case 'm': case 'M': unit = MIB; end++; break;
+	case 'g': case 'G': unit = GIB; end++; break;
+	case 't': case 'T': unit = GIB * 1024; end++; break;
+	case '\0': break;
+	default: return false;
+	}
+	/* Accept "512MiB" and "512MB" as well as "512M". */
+	if ((end[0] == 'i' || end[0] == 'I') && (end[1] == 'B' || end[1] == 'b'))
+		end += 2;
+	else if (end[0] == 'B' || end[0] == 'b')
+		end++;
+	if (*end)
+		return false;
+	if (v && unit > UINT64_MAX / v)
+		return false;
+	*out = v * unit;
+	return true;
+}
+
+int read_file(const char *path, size_t max_size, void **buf, size_t *size)
+{
+	struct stat st;
+	size_t got = 0;
+	char *p;
+	int fd, err;
+
+	*buf = NULL;
+	*size = 0;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0) {
+		err = -errno;
+		goto out;
+	}
+	err = -EISDIR;
+	if (S_ISDIR(st.st_mode))
+		goto out;
+	err = -EFBIG;
+	if (st.st_size < 0 || (uint64_t)st.st_size > max_size)
+		goto out;
+	err = -ENOMEM;
+	p = malloc((size_t)st.st_size + 1);
+	if (!p)
+		goto out;
+	while (got < (size_t)st.st_size) {
+		ssize_t n = read(fd, p + got, (size_t)st.st_size - got);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			err = n < 0 ? -errno : -EIO;
+			free(p);
+			goto out;
+		}
+		got += (size_t)n;
+	}
+	p[got] = '\0';
+	*buf = p;
+	*size = got;
+	err = 0;
+out:
+	close(fd);
+	return err;
+}
+
+int write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+
+	while (len) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
