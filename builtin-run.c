@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 /* lkvm run: parse options, assemble the machine, run it. */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -103,6 +106,29 @@ static int refuse_unimplemented(const struct machine_config *c)
 	return 0;
 }
 
+/* Files named on the command line must be readable regular files: say
+ * so before any KVM work, naming the file. */
+static int check_file(const char *what, const char *path)
+{
+	struct stat st;
+	int fd;
+
+	if (!path)
+		return 0;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		pr_err("%s '%s': %s", what, path, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+		pr_err("%s '%s': is a directory", what, path);
+		close(fd);
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
 static int check_config(struct machine_config *c)
 {
 	if (!c->ram_size)
@@ -126,7 +152,11 @@ static int check_config(struct machine_config *c)
 		pr_err("--firmware and --kernel cannot be used together");
 		return -1;
 	}
-	return refuse_unimplemented(c);
+	if (refuse_unimplemented(c) || check_file("kernel", c->kernel) ||
+	    check_file("initrd", c->initrd) ||
+	    check_file("firmware", c->firmware))
+		return -1;
+	return 0;
 }
 
 int cmd_run(int argc, char **argv)

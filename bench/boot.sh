@@ -46,6 +46,7 @@ measure() { # name cmd...
 
 EXPECT=1
 measure floor $B/floor "$tmp/flat" 128
+measure floor-irq $B/floor -i "$tmp/flat" 128
 measure lkvm-flat ./lkvm run -m 128 -k "$tmp/flat"
 EXPECT=0
 measure lkvm-tk ./lkvm run -m 128 -p tests=serial
@@ -58,14 +59,19 @@ if [ -n "$qemu" ]; then
 fi
 
 f1=$(median "$tmp/floor" 1); fe=$(median "$tmp/floor" 2)
+i1=$(median "$tmp/floor-irq" 1); ie=$(median "$tmp/floor-irq" 2)
 l1=$(median "$tmp/lkvm-flat" 1); le=$(median "$tmp/lkvm-flat" 2)
 lr=$(median "$tmp/lkvm-flat" 3)
 t1=$(median "$tmp/lkvm-tk" 1); te=$(median "$tmp/lkvm-tk" 2)
 tr=$(median "$tmp/lkvm-tk" 3); tu=$(median "$tmp/lkvm-tk" 4)
 echo "boot time, median of $RUNS runs (ms):"
 printf '  flat guest   floor  first byte %7.2f  exit %7.2f\n' "$f1" "$fe"
-printf '  flat guest   lkvm   first byte %7.2f  exit %7.2f  (%.2fx / %.2fx the floor)\n' \
-	"$l1" "$le" "$(echo "$l1 / $f1" | bc -l)" "$(echo "$le / $fe" | bc -l)"
+printf '  flat guest   floor with irqchip and PIT  first byte %7.2f  exit %7.2f\n' "$i1" "$ie"
+printf '  flat guest   lkvm   first byte %7.2f  exit %7.2f\n' "$l1" "$le"
+printf '    lkvm / floor:                 first byte %.2fx  exit %.2fx\n' \
+	"$(echo "$l1 / $f1" | bc -l)" "$(echo "$le / $fe" | bc -l)"
+printf '    lkvm / floor with irqchip:    first byte %.2fx  exit %.2fx\n' \
+	"$(echo "$l1 / $i1" | bc -l)" "$(echo "$le / $ie" | bc -l)"
 printf '  test kernel  lkvm   first byte %7.2f  exit %7.2f  (lkvm user CPU %.2f ms)\n' \
 	"$t1" "$te" "$tu"
 if [ -n "$qemu" ]; then

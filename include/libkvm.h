@@ -97,6 +97,14 @@ int kvm_set_tss_addr(struct kvm_ctx *ctx, uint64_t addr);
 int kvm_set_identity_map_addr(struct kvm_ctx *ctx, uint64_t addr);
 int kvm_enable_cap(struct kvm_ctx *ctx, uint32_t cap, uint64_t arg0);
 
+/* In-kernel PIC and I/O APIC state (chip->chip_id selects which). */
+int kvm_get_irqchip(struct kvm_ctx *ctx, struct kvm_irqchip *chip);
+int kvm_set_irqchip(struct kvm_ctx *ctx, const struct kvm_irqchip *chip);
+
+/* Replaces the whole GSI routing table. */
+int kvm_set_gsi_routing(struct kvm_ctx *ctx,
+			const struct kvm_irq_routing *routing);
+
 /* Guest memory. flags: KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY. */
 int kvm_set_memory_region(struct kvm_ctx *ctx, uint32_t slot, uint64_t gpa,
 			  uint64_t size, void *host, uint32_t flags);

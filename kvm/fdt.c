@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "lkvm/device.h"
+#include "lkvm/arch.h"
 #include "lkvm/fdt.h"
 #include "lkvm/machine.h"
 #include "lkvm/util.h"
@@ -132,7 +133,8 @@ static int build(struct machine *m, const char *bootargs, void *fdt,
 	 * chosen, cpus, memory, then the devices in reverse. */
 	if ((err = fdt_create_empty_tree(fdt, size)) ||
 	    (err = add_root(fdt)) || (err = add_memory(m, fdt)) ||
-	    (err = add_cpus(m, fdt)) || (err = add_chosen(fdt, bootargs)))
+	    (err = add_cpus(m, fdt)) || (err = add_chosen(fdt, bootargs)) ||
+	    (err = arch_fdt(m, fdt)))
 		return err;
 	/* Only devices that are up describe themselves. */
 	for (unsigned int i = 0; i < n && i < m->ndev_up; i++) {

@@ -183,6 +183,22 @@ int kvm_enable_cap(struct kvm_ctx *ctx, uint32_t cap, uint64_t arg0)
 	return xioctl(ctx->vm_fd, KVM_ENABLE_CAP, &e);
 }
 
+int kvm_get_irqchip(struct kvm_ctx *ctx, struct kvm_irqchip *chip)
+{
+	return xioctl(ctx->vm_fd, KVM_GET_IRQCHIP, chip);
+}
+
+int kvm_set_irqchip(struct kvm_ctx *ctx, const struct kvm_irqchip *chip)
+{
+	return xioctl(ctx->vm_fd, KVM_SET_IRQCHIP, (void *)chip);
+}
+
+int kvm_set_gsi_routing(struct kvm_ctx *ctx,
+			const struct kvm_irq_routing *routing)
+{
+	return xioctl(ctx->vm_fd, KVM_SET_GSI_ROUTING, (void *)routing);
+}
+
 int kvm_set_memory_region(struct kvm_ctx *ctx, uint32_t slot, uint64_t gpa,
 			  uint64_t size, void *host, uint32_t flags)
 {

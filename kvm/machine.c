@@ -519,6 +519,11 @@ int machine_init(struct machine *m)
 	m->epoll_fd = -1;
 	m->wake_fd = -1;
 	m->next_gsi = 16;
+	/* Known from the start: tables and devices size themselves by it. */
+	m->ncpus = m->cfg.ncpus;
+	m->vcpus = calloc(m->ncpus, sizeof(*m->vcpus));
+	if (!m->vcpus)
+		return -ENOMEM;
 	if (!m->dev_cfg && (err = machine_setup_config(m)))
 		return err;
 	sigaction(SIG_KICK, &sa, NULL);
@@ -546,10 +551,6 @@ int machine_init(struct machine *m)
 	if ((err = init_devices(m)) || (err = arch_load(m)))
 		return err;
 
-	m->ncpus = m->cfg.ncpus;
-	m->vcpus = calloc(m->ncpus, sizeof(*m->vcpus));
-	if (!m->vcpus)
-		return -ENOMEM;
 	for (unsigned int i = 0; i < m->ncpus; i++) {
 		struct vcpu *v = &m->vcpus[i];
 
@@ -698,7 +699,8 @@ void machine_exit(struct machine *m)
 			d->exit(m);
 	}
 	for (unsigned int i = 0; m->vcpus && i < m->ncpus; i++)
-		kvm_destroy_vcpu(m->vcpus[i].kvm);
+		if (m->vcpus[i].kvm)
+			kvm_destroy_vcpu(m->vcpus[i].kvm);
 	free(m->vcpus);
 	m->vcpus = NULL;
 	while (m->watches)
@@ -713,6 +715,7 @@ void machine_exit(struct machine *m)
 	if (m->wake_fd >= 0)
 		close(m->wake_fd);
 	free(m->fdt);
+	arch_exit(m);
 	for (unsigned int i = 0; m->dev_cfg && i < m->ndev; i++)
 		free(m->dev_cfg[i]);
 	free(m->dev_cfg);

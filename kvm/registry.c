@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -61,7 +60,10 @@ int registry_dir(char *buf, unsigned long len)
 
 int registry_claim(const char *name, struct registry_entry *e)
 {
-	char path[4200], pid[32];
+	/* A POSIX record lock: it tells F_GETLK who holds it, so the pid
+	 * need not be written (and no disk block allocated) per guest. */
+	struct flock lk = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+	char path[4200];
 	int err, fd;
 
 	e->lock_fd = -1;
@@ -88,14 +90,17 @@ int registry_claim(const char *name, struct registry_entry *e)
 			       strerror(errno));
 			return err;
 		}
-		if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-			ssize_t n = pread(fd, pid, sizeof(pid) - 1, 0);
+		if (fcntl(fd, F_SETLK, &lk) < 0) {
+			struct flock who = lk;
 
-			pid[n > 0 ? n : 0] = '\0';
-			pid[strcspn(pid, "\n")] = '\0';
-			pr_err("a guest named '%s' is already running%s%s%s",
-			       name, *pid ? " (pid " : "", pid,
-			       *pid ? ")" : "");
+			if (fcntl(fd, F_GETLK, &who) < 0 || who.l_type == F_UNLCK)
+				who.l_pid = 0;
+			if (who.l_pid > 0)
+				pr_err("a guest named '%s' is already running (pid %d)",
+				       name, (int)who.l_pid);
+			else
+				pr_err("a guest named '%s' is already running",
+				       name);
 			close(fd);
 			return -EEXIST;
 		}
@@ -105,12 +110,6 @@ int registry_claim(const char *name, struct registry_entry *e)
 		    a.st_ino == b.st_ino && a.st_dev == b.st_dev)
 			break;
 		close(fd);
-	}
-	{
-		int len = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
-
-		if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)len, 0) < 0)
-			(void)0;	/* the pid is only informative */
 	}
 	e->lock_fd = fd;
 	return 0;

@@ -131,6 +131,19 @@ teardown() { teardown_tmp; }
 	done
 }
 
+@test "run: an unreadable kernel, initrd or firmware is named" {
+	id nobody >/dev/null 2>&1 || skip "no user 'nobody'"
+	[ "$(id -u)" -eq 0 ] || skip "needs root to switch users"
+	cp "$LKVM" "$TMP/lkvm" && chmod 755 "$TMP" "$TMP/lkvm"
+	mkdir "$TMP/nh" && chmod 777 "$TMP/nh"
+	echo x >"$TMP/secret" && chmod 600 "$TMP/secret"
+	for o in -k -i --firmware; do
+		LKVM_HOME="$TMP/nh/home" run setpriv --reuid=nobody \
+			--regid=nogroup --clear-groups "$TMP/lkvm" run $o "$TMP/secret"
+		assert_one_line_error "'$TMP/secret': Permission denied"
+	done
+}
+
 @test "run: an empty kernel, initrd or firmware is refused" {
 	: >"$TMP/empty"
 	for o in -k -i --firmware; do

@@ -21,13 +21,6 @@
 /* A kernel file bigger than this is refused before it is read. */
 #define KERNEL_FILE_MAX (1ull << 30)
 
-/*
- * Linux's COMMAND_LINE_SIZE on x86 is 2048 with the NUL; a vmlinux has no
- * setup header to say otherwise, and Linux would cut a longer line short
- * without a word.
- */
-#define LINUX_CMDLINE_MAX 2047
-
 int x86_image_err(const struct x86_image *img, const char *fmt, ...)
 {
 	char msg[256];
@@ -69,6 +62,11 @@ static void e820_add(struct x86_e820 *e, unsigned int *n, unsigned int max,
 unsigned int x86_build_e820(struct machine *m, struct x86_e820 *e,
 			    unsigned int max)
 {
+	/* KVM's TSS and identity-map pages in the PCI hole: reserved, so
+	 * the guest never puts a BAR over them. */
+	uint64_t tss = x86_tss_addr(m) - X86_IDENTITY_MAP_OFFSET;
+	uint64_t tss_end = x86_tss_addr(m) + 3 * 4096;
+	bool tss_done = false;
 	unsigned int n = 0;
 
 	for (unsigned int i = 0; i < m->nmem; i++) {
@@ -77,6 +75,10 @@ unsigned int x86_build_e820(struct machine *m, struct x86_e820 *e,
 
 		if (r->readonly)
 			continue;
+		if (!tss_done && r->gpa >= tss_end) {
+			e820_add(e, &n, max, tss, tss_end, E820_RESERVED);
+			tss_done = true;
+		}
 		if (r->gpa != 0) {
 			e820_add(e, &n, max, r->gpa, end, E820_RAM);
 			continue;
@@ -94,6 +96,8 @@ unsigned int x86_build_e820(struct machine *m, struct x86_e820 *e,
 			 E820_RESERVED);
 		e820_add(e, &n, max, X86_HIGH_ADDR, end, E820_RAM);
 	}
+	if (!tss_done)
+		e820_add(e, &n, max, tss, tss_end, E820_RESERVED);
 	return n;
 }
 
@@ -456,5 +460,23 @@ out:
 	}
 	free(m->boot);
 	m->boot = b;
+	return 0;
+}
+
+/* Reserved ranges inside RAM (the EBDA and BIOS area) are reserved in the
+ * device tree too, so a guest reading only the tree leaves them alone. */
+int arch_fdt(struct machine *m, void *fdt)
+{
+	struct x86_e820 e[X86_E820_MAX];
+	unsigned int n = x86_build_e820(m, e, X86_E820_MAX);
+	int err;
+
+	for (unsigned int i = 0; i < n; i++) {
+		if (e[i].type == E820_RAM || !guest_ptr(m, e[i].addr, e[i].size))
+			continue;
+		err = fdt_add_mem_rsv(fdt, e[i].addr, e[i].size);
+		if (err)
+			return err;
+	}
 	return 0;
 }

@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "lkvm/machine.h"
 #include "lkvm/util.h"
@@ -66,17 +67,25 @@ int x86_write_zero_page(struct machine *m, const uint8_t *setup,
 	put32(zp + SH_RAMDISK_SIZE, b->initrd_size);
 	put32(zp + BP_EXT_RAMDISK_SIZE, b->initrd_size >> 32);
 
-	/* The device tree, as the one entry of the setup_data chain. */
-	if (b->fdt_size) {
-		uint8_t *sd = guest_ptr(m, b->fdt_addr - X86_SETUP_DATA_HDR,
-					X86_SETUP_DATA_HDR);
+	/*
+	 * setup_data: a random seed for the kernel's RNG, as QEMU gives.
+	 * Not the device tree: a Linux with device-tree support that finds
+	 * a tree and no ACPI takes its CPUs and interrupt controllers from
+	 * the tree (since 6.9), and lkvm's tree does not describe the I/O
+	 * APIC, so PCI interrupts would be lost. The tree goes to PVH
+	 * kernels as a module and to --dump-dtb.
+	 */
+	{
+		uint8_t *sd = guest_ptr(m, X86_SETUP_DATA_ADDR,
+					X86_SETUP_DATA_HDR + X86_RNG_SEED_LEN);
 
-		if (!sd || b->fdt_addr < X86_FDT_ADDR + X86_SETUP_DATA_HDR)
+		if (!sd || getrandom(sd + X86_SETUP_DATA_HDR, X86_RNG_SEED_LEN,
+				     GRND_NONBLOCK) != X86_RNG_SEED_LEN)
 			return -EFAULT;
 		put64(sd, 0);
-		put32(sd + 8, SETUP_DTB);
-		put32(sd + 12, b->fdt_size);
-		put64(zp + SH_SETUP_DATA, b->fdt_addr - X86_SETUP_DATA_HDR);
+		put32(sd + 8, SETUP_RNG_SEED);
+		put32(sd + 12, X86_RNG_SEED_LEN);
+		put64(zp + SH_SETUP_DATA, X86_SETUP_DATA_ADDR);
 	}
 
 	n = x86_build_e820(m, e, X86_E820_MAX);

@@ -11,6 +11,7 @@
 
 #include "lkvm/machine.h"
 #include "lkvm/util.h"
+#include "lkvm/fdt.h"
 #include "lkvm/x86.h"
 
 #define BOOT_PROTOCOL_MIN 0x0206	/* cmdline_size */
@@ -163,8 +164,10 @@ int x86_load_bzimage(struct machine *m, const struct x86_image *k,
 		/* initrd_addr_max is the last byte the initrd may use. */
 		err = x86_place_initrd(m, initrd, b->kernel_end,
 				       (uint64_t)bz.initrd_addr_max + 1, b);
+	/* The tree is built (for --dump-dtb) but not handed to Linux: see
+	 * x86_write_zero_page(). */
 	if (!err)
-		err = x86_place_fdt(m, cmdline, X86_SETUP_DATA_HDR, b);
+		err = machine_build_fdt_bootargs(m, cmdline);
 	free(cmdline);
 	if (err)
 		return err;

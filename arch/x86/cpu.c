@@ -91,9 +91,10 @@ static void fix_cache_leaf(struct kvm_cpuid_entry2 *e, const struct topo *t,
  * vCPU gets the same features and its own place in lkvm's topology. The
  * hypervisor bit and the KVM signature leaves stay as KVM returns them.
  */
-static struct kvm_cpuid2 *vcpu_cpuid(const struct kvm_cpuid2 *sup,
-				     unsigned int id, const struct topo *t)
+struct kvm_cpuid2 *x86_vcpu_cpuid(const struct kvm_cpuid2 *sup,
+				  unsigned int id, unsigned int ncpus)
 {
+	struct topo topo = topo_of(ncpus), *t = &topo;
 	uint32_t max_basic = 0, n = 0;
 	const struct kvm_cpuid_entry2 *e0;
 	struct kvm_cpuid2 *c;
@@ -192,7 +193,6 @@ static struct kvm_cpuid2 *vcpu_cpuid(const struct kvm_cpuid2 *sup,
 
 static int setup_cpuid(struct machine *m, struct vcpu *v, bool *has_mtrr)
 {
-	struct topo t = topo_of(x86_ncpus(m));
 	struct kvm_cpuid2 *sup, *c;
 	struct kvm_cpuid_entry2 *e1;
 	int err;
@@ -200,7 +200,7 @@ static int setup_cpuid(struct machine *m, struct vcpu *v, bool *has_mtrr)
 	err = kvm_get_supported_cpuid(m->kvm, &sup);
 	if (err)
 		return err;
-	c = vcpu_cpuid(sup, v->id, &t);
+	c = x86_vcpu_cpuid(sup, v->id, x86_ncpus(m));
 	free(sup);
 	if (!c)
 		return -ENOMEM;

@@ -14,11 +14,16 @@
 
 #include "lkvm/machine.h"
 #include "lkvm/util.h"
+#include "lkvm/fdt.h"
 #include "lkvm/x86.h"
 
 #define XEN_ELFNOTE_PHYS32_ENTRY 18
 
-/* Linux caps its command line at COMMAND_LINE_SIZE (2048 with the NUL). */
+/*
+ * Linux's COMMAND_LINE_SIZE on x86 is 2048 with the NUL; a vmlinux has no
+ * setup header to say otherwise, and Linux would cut a longer line short
+ * without a word.
+ */
 #define LINUX_CMDLINE_MAX 2047
 
 bool x86_is_elf(const void *data, size_t size)
@@ -300,9 +305,11 @@ int x86_load_elf(struct machine *m, const struct x86_image *k,
 	err = x86_write_boot_common(m, k, cmdline, limit, b);
 	if (!err && initrd)
 		err = x86_place_initrd(m, initrd, b->kernel_end, X86_4GIB, b);
+	/* PVH kernels get the tree as a module; Linux through the zero
+	 * page does not (see x86_write_zero_page()). */
 	if (!err)
-		err = x86_place_fdt(m, cmdline,
-				    elf->has_pvh ? 0 : X86_SETUP_DATA_HDR, b);
+		err = elf->has_pvh ? x86_place_fdt(m, cmdline, 0, b) :
+				     machine_build_fdt_bootargs(m, cmdline);
 	free(cmdline);
 	if (err)
 		goto out;

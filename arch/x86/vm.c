@@ -2,6 +2,7 @@
 /* The x86 VM as a whole: capabilities, interrupt controllers, RAM layout. */
 #include <errno.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/ioctl.h>
 
 #include "lkvm/arch.h"
@@ -30,7 +31,6 @@ const long arch_required_caps[] = {
  */
 #define TSS_ADDR 0xfffbd000ull
 #define TSS_ADDR_FIRMWARE 0xfeffd000ull
-#define IDENTITY_MAP_OFFSET 0x1000ull	/* one page below the TSS */
 
 uint64_t x86_tss_addr(const struct machine *m)
 {
@@ -79,9 +79,25 @@ int x86_set_gsi_routing(struct machine *m,
 	for (unsigned int i = 0; i < nextra; i++)
 		rt->entries[n++] = extra[i];
 	rt->nr = n;
-	err = ioctl(kvm_vm_fd(m->kvm), KVM_SET_GSI_ROUTING, rt) < 0 ? -errno : 0;
+	err = kvm_set_gsi_routing(m->kvm, rt);
 	free(rt);
 	return err;
+}
+
+/*
+ * The I/O APIC's ID register says what the MP table says (the ID after
+ * the last CPU's), as firmware programs it on a PC; KVM starts it at 0,
+ * which guests that check the two see as a conflict with CPU 0.
+ */
+static int set_ioapic_id(struct machine *m)
+{
+	struct kvm_irqchip chip = { .chip_id = KVM_IRQCHIP_IOAPIC };
+	int err = kvm_get_irqchip(m->kvm, &chip);
+
+	if (err)
+		return err;
+	chip.chip.ioapic.id = x86_ncpus(m);
+	return kvm_set_irqchip(m->kvm, &chip);
 }
 
 int arch_init_vm(struct machine *m)
@@ -92,14 +108,26 @@ int arch_init_vm(struct machine *m)
 	/* The identity map must be set before any vCPU exists. */
 	if ((err = kvm_set_tss_addr(m->kvm, tss)) ||
 	    (err = kvm_set_identity_map_addr(m->kvm,
-					     tss - IDENTITY_MAP_OFFSET)))
+					     tss - X86_IDENTITY_MAP_OFFSET)))
 		return err;
 	/* The irqchip first: the PIT delivers through it. */
 	if ((err = kvm_create_irqchip(m->kvm)) ||
 	    (err = x86_set_gsi_routing(m, NULL, 0)) ||
-	    (err = kvm_create_pit(m->kvm)))
+	    (err = set_ioapic_id(m)) || (err = kvm_create_pit(m->kvm)))
 		return err;
 	return 0;
+}
+
+void arch_exit(struct machine *m)
+{
+	struct x86_boot *b = m->boot;
+
+	if (!b)
+		return;
+	if (b->rom)
+		munmap(b->rom, b->rom_size);
+	free(b);
+	m->boot = NULL;
 }
 
 unsigned int arch_memory_layout(uint64_t ram_size, struct ram_range *r,

@@ -41,6 +41,12 @@ unsigned int arch_memory_layout(uint64_t ram_size, struct ram_range *r,
  */
 int arch_load(struct machine *m);
 
+/* Frees what arch_load() left in m->boot. */
+void arch_exit(struct machine *m);
+
+/* Architecture-specific parts of the device tree (reserved memory). */
+int arch_fdt(struct machine *m, void *fdt);
+
 /* CPUID, MSRs, local APIC, and the boot registers for the BSP. */
 int arch_setup_vcpu(struct machine *m, struct vcpu *v);
 

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * The registry of running guests: one entry per name under $LKVM_HOME
- * (default ~/.lkvm, mode 0700). An entry is held by an flock on
+ * (default ~/.lkvm, mode 0700). An entry is held by a POSIX record lock on
  * NAME.lock for the life of the lkvm process, so a name is never used
  * twice and a crashed lkvm never leaves a name taken.
  */

@@ -45,7 +45,7 @@ struct machine;
 #define X86_CMDLINE_ADDR	0x20000ull
 #define X86_CMDLINE_MAX		0x10000ull	/* with the NUL */
 #define X86_FDT_ADDR		0x30000ull
-#define X86_FDT_MAX		0x60000ull	/* with the setup_data header */
+#define X86_FDT_MAX		0x60000ull	/* with setup_data header */
 #define X86_EBDA_ADDR		0x9fc00ull
 #define X86_VGA_ADDR		0xa0000ull
 #define X86_BIOS_ADDR		0xf0000ull
@@ -72,7 +72,7 @@ struct machine;
 /* Firmware images. */
 #define X86_FW_MAX		(16ull << 20)
 #define X86_FW_ALIGN		(64ull << 10)
-#define X86_FW_LOW_MAX		(128ull << 10)	/* copied below 1 MiB */
+#define X86_FW_LOW_MAX		(128ull << 10)	/* copied below 1M */
 
 /* e820 types (also the PVH memory map types). */
 enum {
@@ -214,7 +214,7 @@ unsigned int x86_ncpus(const struct machine *m);
 #define SH_SETUP_DATA		0x250
 #define SH_PREF_ADDRESS		0x258
 #define SH_INIT_SIZE		0x260
-#define SH_END_MIN		0x26c	/* protocol 2.12 header ends here */
+#define SH_END_MIN		0x26c	/* end of a 2.12 header */
 
 #define BOOT_FLAG_MAGIC		0xaa55
 #define HDRS_MAGIC		0x53726448	/* "HdrS" */
@@ -222,6 +222,13 @@ unsigned int x86_ncpus(const struct machine *m);
 #define XLF_KERNEL_64		0x0001
 #define SETUP_DTB		2
 #define X86_SETUP_DATA_HDR	16	/* next, type, len */
+/* The setup_data chain for Linux: one SETUP_RNG_SEED entry, placed where
+ * PVH kernels get the device tree (Linux reserves it itself). */
+#define X86_SETUP_DATA_ADDR	X86_FDT_ADDR
+#define X86_RNG_SEED_LEN	32
+#ifndef SETUP_RNG_SEED
+#define SETUP_RNG_SEED		9
+#endif
 
 /*
  * Fills the zero page at X86_ZERO_PAGE_ADDR: setup (the kernel's own
@@ -238,7 +245,7 @@ struct x86_bzimage {
 	unsigned int setup_sects;
 	size_t setup_len;	/* bytes before the protected-mode kernel */
 	size_t hdr_end;		/* end of the setup header in the file */
-	uint64_t payload_len;	/* protected-mode kernel bytes in the file */
+	uint64_t payload_len;	/* protected-mode kernel in the file */
 	uint64_t load_addr;	/* where the protected-mode kernel goes */
 	uint64_t init_size;	/* memory it needs from load_addr */
 	uint32_t initrd_addr_max;
@@ -336,8 +343,9 @@ int x86_write_mptable(struct machine *m, unsigned int ncpus);
 
 /* ---- vm.c ---------------------------------------------------------------- */
 
-/* Where the TSS pages go (the identity-map page is right below). */
+/* Where the three TSS pages go; the identity-map page is right below. */
 uint64_t x86_tss_addr(const struct machine *m);
+#define X86_IDENTITY_MAP_OFFSET 0x1000ull
 
 struct kvm_irq_routing_entry;
 
@@ -349,6 +357,18 @@ struct kvm_irq_routing_entry;
 int x86_set_gsi_routing(struct machine *m,
 			const struct kvm_irq_routing_entry *extra,
 			unsigned int nextra);
+
+/* ---- cpu.c --------------------------------------------------------------- */
+
+struct kvm_cpuid2;
+
+/*
+ * vCPU id's CPUID table (malloc'd) from KVM's supported one: one package
+ * of ncpus single-threaded cores, APIC ID = id, in leaves 1, 4, 0xb, 0x1f
+ * and AMD's 0x80000008, 0x8000001d, 0x8000001e.
+ */
+struct kvm_cpuid2 *x86_vcpu_cpuid(const struct kvm_cpuid2 *sup,
+				  unsigned int id, unsigned int ncpus);
 
 /* ---- pagewalk.c ---------------------------------------------------------- */
 

@@ -5,6 +5,7 @@
  * PVH start info, the BIOS data area and the device tree.
  */
 #include <libfdt.h>
+#include <linux/kvm.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,10 +109,12 @@ static void test_e820(void)
 	struct machine *m = vm_new(5ull << 30);
 	struct x86_e820 e[X86_E820_MAX];
 	unsigned int n = x86_build_e820(m, e, X86_E820_MAX);
+	struct x86_e820 fw[X86_E820_MAX];
+	unsigned int nfw;
 	uint64_t ram = 0;
 	bool hole_free = true;
 
-	CHECK(n == 5, "5 GiB: five e820 entries");
+	CHECK(n == 6, "5 GiB: six e820 entries");
 	CHECK(e820_is(&e[0], 0, 0x9fc00, E820_RAM),
 	      "e820: 0-0x9fbff RAM (conventional memory)");
 	CHECK(e820_is(&e[1], 0x9fc00, 0x400, E820_RESERVED),
@@ -120,19 +123,26 @@ static void test_e820(void)
 	      "e820: the BIOS segment (MP table) is reserved");
 	CHECK(e820_is(&e[3], 0x100000, (3ull << 30) - 0x100000, E820_RAM),
 	      "e820: RAM from 1 MiB up to the PCI hole at 3 GiB");
-	CHECK(e820_is(&e[4], 4ull << 30, 2ull << 30, E820_RAM),
+	CHECK(e820_is(&e[4], 0xfffbc000, 0x4000, E820_RESERVED),
+	      "e820: KVM's identity-map and TSS pages are reserved");
+	CHECK(e820_is(&e[5], 4ull << 30, 2ull << 30, E820_RAM),
 	      "e820: the rest of RAM from 4 GiB");
 	for (unsigned int i = 0; i < n; i++) {
-		if (e[i].type == E820_RAM)
-			ram += e[i].size;
+		if (e[i].type != E820_RAM)
+			continue;
+		ram += e[i].size;
 		if (e[i].addr < 4ull << 30 &&
 		    e[i].addr + e[i].size > 3ull << 30)
 			hole_free = false;
 	}
-	CHECK(hole_free, "e820: nothing in the PCI hole 3-4 GiB");
+	CHECK(hole_free, "e820: no RAM in the PCI hole 3-4 GiB");
 	CHECK(ram == (5ull << 30) - 0x400 - 0x60000,
 	      "e820: all RAM is listed but the EBDA and 0xa0000-0xfffff");
 	CHECK(x86_build_e820(m, e, 2) == 2, "e820: never more than asked");
+	m->cfg.firmware = "bios.bin";
+	nfw = x86_build_e820(m, fw, X86_E820_MAX);
+	CHECK(nfw == 6 && e820_is(&fw[4], 0xfeffc000, 0x4000, E820_RESERVED),
+	      "e820: with --firmware the TSS pages move below a 16 MiB ROM");
 	vm_free(m);
 }
 
@@ -196,12 +206,13 @@ static void test_zero_page(void)
 	      rd32(zp + SH_RAMDISK_SIZE) == 0x123456 &&
 	      rd32(zp + SH_CODE32_START) == 0x1000000,
 	      "command line, initrd and code32_start");
-	sd = guest_ptr(m, X86_FDT_ADDR, 16);
-	CHECK(rd64(zp + SH_SETUP_DATA) == X86_FDT_ADDR && rd64(sd) == 0 &&
-	      rd32(sd + 8) == SETUP_DTB && rd32(sd + 12) == 0x200,
-	      "setup_data: SETUP_DTB with the tree's length, end of chain");
-	CHECK(zp[BP_E820_ENTRIES] == 5, "e820_entries");
-	e = zp + BP_E820_TABLE + 4 * 20;
+	sd = guest_ptr(m, X86_SETUP_DATA_ADDR, 16);
+	CHECK(rd64(zp + SH_SETUP_DATA) == X86_SETUP_DATA_ADDR && rd64(sd) == 0 &&
+	      rd32(sd + 8) == SETUP_RNG_SEED &&
+	      rd32(sd + 12) == X86_RNG_SEED_LEN,
+	      "setup_data: an RNG seed, end of chain (no device tree for Linux)");
+	CHECK(zp[BP_E820_ENTRIES] == 6, "e820_entries");
+	e = zp + BP_E820_TABLE + 5 * 20;
 	CHECK(rd64(e) == 4ull << 30 && rd64(e + 8) == 2ull << 30 &&
 	      rd32(e + 16) == E820_RAM, "e820_table: 20-byte packed entries");
 
@@ -210,9 +221,10 @@ static void test_zero_page(void)
 	      rd16(zp + SH_BOOT_FLAG) == 0xaa55 &&
 	      rd32(zp + SH_HEADER) == 0x53726448 &&
 	      rd32(zp + SH_KERNEL_ALIGNMENT) == 0x1000000 &&
-	      rd64(zp + SH_SETUP_DATA) == 0 && zp[SH_SETUP_SECTS] == 0,
-	      "a vmlinux zero page: boot flag, 'HdrS', alignment, no "
-	      "setup_data without a tree");
+	      rd64(zp + SH_SETUP_DATA) == X86_SETUP_DATA_ADDR &&
+	      zp[SH_SETUP_SECTS] == 0,
+	      "a vmlinux zero page: boot flag, 'HdrS', alignment, the "
+	      "RNG seed");
 	vm_free(m);
 }
 
@@ -240,12 +252,12 @@ static void test_pvh_start_info(void)
 	CHECK(rd64(mod + 32) == X86_FDT_ADDR && rd64(mod + 40) == 0x400 &&
 	      !strcmp(guest_ptr(m, rd64(mod + 48), 4), "dtb"),
 	      "module 1: the device tree, named 'dtb'");
-	CHECK(rd64(si + 40) == PVH_MEMMAP_ADDR && rd32(si + 48) == 5,
-	      "memmap_paddr and 5 entries for 5 GiB");
-	mm = guest_ptr(m, PVH_MEMMAP_ADDR, 5 * 24);
-	CHECK(rd64(mm + 4 * 24) == 4ull << 30 &&
-	      rd64(mm + 4 * 24 + 8) == 2ull << 30 &&
-	      rd32(mm + 4 * 24 + 16) == E820_RAM &&
+	CHECK(rd64(si + 40) == PVH_MEMMAP_ADDR && rd32(si + 48) == 6,
+	      "memmap_paddr and 6 entries for 5 GiB");
+	mm = guest_ptr(m, PVH_MEMMAP_ADDR, 6 * 24);
+	CHECK(rd64(mm + 5 * 24) == 4ull << 30 &&
+	      rd64(mm + 5 * 24 + 8) == 2ull << 30 &&
+	      rd32(mm + 5 * 24 + 16) == E820_RAM &&
 	      rd32(mm + 1 * 24 + 16) == E820_RESERVED &&
 	      rd32(mm + 1 * 24 + 20) == 0,
 	      "memmap: 24-byte entries with e820 types, reserved 0");
@@ -328,6 +340,99 @@ static void test_fdt(void)
 	vm_free(m);
 }
 
+/* ---- CPUID topology ----------------------------------------------------- */
+
+static struct kvm_cpuid2 *fake_supported(bool amd)
+{
+	struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + 16 * sizeof(c->entries[0]));
+	struct kvm_cpuid_entry2 *e = c->entries;
+	unsigned int n = 0;
+
+	e[n++] = (struct kvm_cpuid_entry2){ .function = 0, .eax = 0xd,
+		.ebx = amd ? 0x68747541 : 0x756e6547 };
+	/* The host's: APIC ID 5 in a package of 16, HTT, hypervisor. */
+	e[n++] = (struct kvm_cpuid_entry2){ .function = 1, .eax = 0xa00f11,
+		.ebx = 0x05100800, .ecx = 0x80200000, .edx = 0x178bfbff };
+	/* L1 data cache and L3, shared by 2 and 16 threads on the host. */
+	e[n++] = (struct kvm_cpuid_entry2){ .function = 4, .index = 0,
+		.flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX,
+		.eax = 0x1c004121 | 7u << 26 };
+	e[n++] = (struct kvm_cpuid_entry2){ .function = 4, .index = 3,
+		.flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX,
+		.eax = 0x0003c163 | 7u << 26 };
+	e[n++] = (struct kvm_cpuid_entry2){ .function = 0xb, .index = 0,
+		.flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX, .edx = 5 };
+	e[n++] = (struct kvm_cpuid_entry2){ .function = 0x40000000,
+		.eax = 0x40000001, .ebx = 0x4b4d564b, .ecx = 0x564b4d56,
+		.edx = 0x4d };
+	e[n++] = (struct kvm_cpuid_entry2){ .function = 0x80000008,
+		.eax = 0x3030, .ecx = 0x700f };
+	e[n++] = (struct kvm_cpuid_entry2){ .function = 0x8000001e,
+		.eax = 5, .ebx = 0x102 };
+	c->nent = n;
+	return c;
+}
+
+static const struct kvm_cpuid_entry2 *leaf(const struct kvm_cpuid2 *c,
+					   uint32_t fn, uint32_t index)
+{
+	for (uint32_t i = 0; i < c->nent; i++)
+		if (c->entries[i].function == fn &&
+		    c->entries[i].index == index)
+			return &c->entries[i];
+	return NULL;
+}
+
+static void test_cpuid(void)
+{
+	struct kvm_cpuid2 *sup = fake_supported(false), *c;
+	const struct kvm_cpuid_entry2 *e, *e1;
+
+	c = x86_vcpu_cpuid(sup, 2, 3);
+	e = leaf(c, 1, 0);
+	CHECK(e && e->ebx >> 24 == 2 && (e->ebx >> 16 & 0xff) == 4 &&
+	      (e->ebx & 0xffff) == 0x0800 && (e->edx & (1u << 28)),
+	      "leaf 1: APIC ID 2, 4 IDs in the package, HTT, CLFLUSH kept");
+	CHECK(e && e->ecx == 0x80200000 && e->eax == 0xa00f11,
+	      "leaf 1: features, hypervisor bit and signature as KVM gives");
+	e = leaf(c, 0xb, 0);
+	e1 = leaf(c, 0xb, 1);
+	CHECK(e && e->edx == 2 && e->ebx == 1 && e->ecx == 0x100 &&
+	      e->eax == 0, "leaf 0xb.0: SMT level, 1 thread, x2APIC ID 2");
+	CHECK(e1 && e1->edx == 2 && e1->ebx == 3 && e1->ecx == 0x201 &&
+	      e1->eax == 2, "leaf 0xb.1: core level, 3 CPUs, 2 ID bits");
+	e = leaf(c, 0xb, 2);
+	CHECK(e && e->ecx == 2 && e->ebx == 0, "leaf 0xb.2 ends the levels");
+	e = leaf(c, 4, 0);
+	e1 = leaf(c, 4, 3);
+	CHECK(e && (e->eax >> 26) == 3 && (e->eax >> 14 & 0xfff) == 0 &&
+	      e1 && (e1->eax >> 14 & 0xfff) == 3,
+	      "leaf 4: 4 core IDs; L1 per core, L3 shared by the package");
+	e = leaf(c, 0x40000000, 0);
+	CHECK(e && e->ebx == 0x4b4d564b, "the KVM signature leaf is kept");
+	e = leaf(c, 0x8000001e, 0);
+	CHECK(e && e->eax == 5, "Intel: AMD topology leaves left alone");
+	free(c);
+
+	c = x86_vcpu_cpuid(sup, 0, 1);
+	e = leaf(c, 1, 0);
+	CHECK(e && e->ebx >> 24 == 0 && (e->ebx >> 16 & 0xff) == 1 &&
+	      !(e->edx & (1u << 28)), "one vCPU: APIC ID 0, no HTT");
+	free(c);
+	free(sup);
+
+	sup = fake_supported(true);
+	c = x86_vcpu_cpuid(sup, 3, 4);
+	e = leaf(c, 0x80000008, 0);
+	CHECK(e && (e->ecx & 0xff) == 3 && (e->ecx >> 12 & 0xf) == 2,
+	      "AMD leaf 0x80000008: 4 cores, 2 APIC ID bits");
+	e = leaf(c, 0x8000001e, 0);
+	CHECK(e && e->eax == 3 && e->ebx == 3,
+	      "AMD leaf 0x8000001e: extended APIC ID and core ID 3");
+	free(c);
+	free(sup);
+}
+
 int main(void)
 {
 	test_layout();
@@ -337,5 +442,6 @@ int main(void)
 	test_pvh_start_info();
 	test_boot_common();
 	test_fdt();
+	test_cpuid();
 	return tap_done();
 }

@@ -313,22 +313,28 @@ static void test_load(void)
 	p = guest_ptr(m, b.initrd_addr, rd_size);
 	CHECK(p && !memcmp(p, rdd, rd_size), "initrd: its bytes are there");
 
-	CHECK(rd64(zp + SH_SETUP_DATA) == X86_FDT_ADDR,
+	CHECK(rd64(zp + SH_SETUP_DATA) == X86_SETUP_DATA_ADDR,
 	      "zero page: setup_data points at the chain");
-	sd = guest_ptr(m, X86_FDT_ADDR, 16);
-	CHECK(sd && rd64(sd) == 0 && rd32(sd + 8) == SETUP_DTB,
-	      "setup_data: one SETUP_DTB entry");
-	fdt = guest_ptr(m, X86_FDT_ADDR + 16, rd32(sd + 12));
-	CHECK(fdt && fdt_check_header(fdt) == 0 &&
-	      fdt_totalsize(fdt) == rd32(sd + 12),
-	      "setup_data: a valid device tree of the stated length");
+	sd = guest_ptr(m, X86_SETUP_DATA_ADDR, 16 + X86_RNG_SEED_LEN);
+	CHECK(sd && rd64(sd) == 0 && rd32(sd + 8) == SETUP_RNG_SEED &&
+	      rd32(sd + 12) == X86_RNG_SEED_LEN,
+	      "setup_data: one SETUP_RNG_SEED entry, the end of the chain");
+	{
+		static const uint8_t zero[X86_RNG_SEED_LEN];
+
+		CHECK(sd && memcmp(sd + 16, zero, sizeof(zero)),
+		      "setup_data: the seed is random bytes, not zeros");
+	}
+	fdt = m->fdt;
+	CHECK(fdt && fdt_check_header(fdt) == 0,
+	      "device tree: built for --dump-dtb, not handed to Linux");
 	node = fdt ? fdt_path_offset(fdt, "/chosen") : -1;
 	p = node >= 0 ? (uint8_t *)fdt_getprop(fdt, node, "bootargs", &len) :
 			NULL;
 	CHECK(p && cmd && !strcmp((char *)p, cmd),
 	      "device tree: bootargs is the final command line");
 
-	CHECK(zp[BP_E820_ENTRIES] == 4, "zero page: 4 e820 entries");
+	CHECK(zp[BP_E820_ENTRIES] == 5, "zero page: 5 e820 entries");
 	p = zp + BP_E820_TABLE;
 	CHECK(rd64(p) == 0 && rd64(p + 8) == 0x9fc00 && rd32(p + 16) == 1,
 	      "e820: conventional memory below the EBDA is RAM");
@@ -338,6 +344,9 @@ static void test_load(void)
 	      rd32(p + 56) == 2, "e820: the BIOS segment is reserved");
 	CHECK(rd64(p + 60) == 0x100000 && rd64(p + 68) == (64 << 20) - 0x100000 &&
 	      rd32(p + 76) == 1, "e820: RAM from 1 MiB to the end");
+	CHECK(rd64(p + 80) == 0xfffbc000 && rd64(p + 88) == 0x4000 &&
+	      rd32(p + 96) == 2,
+	      "e820: KVM's identity-map and TSS pages are reserved");
 
 	{
 		struct x86_paging pg = { 0x80000011, X86_PML4_ADDR, 0x20,
@@ -430,9 +439,10 @@ static void test_load_limits(void)
 
 		rd = img("initrd", "rd", "abcd", 4);
 		wr32(kd + SH_INITRD_ADDR_MAX, 0x1ffffff);
-		CHECK(x86_load_bzimage(m, &k, &rd,
-				       "console=hvc0 panic=5 -- reboot=x", &b) == 0 &&
-		      b.initrd_addr + 4 <= 0x2000000 && b.initrd_addr >= 0x1fff000,
+		CHECK(x86_load_bzimage(m, &k, &rd, "console=hvc0 panic=5 "
+				       "-- reboot=x", &b) == 0 &&
+		      b.initrd_addr + 4 <= 0x2000000 &&
+		      b.initrd_addr >= 0x1fff000,
 		      "the initrd ends below initrd_addr_max");
 		cmd = guest_ptr(m, X86_CMDLINE_ADDR, 1);
 		CHECK(cmd && !strcmp(cmd, "earlyprintk=serial reboot=k "

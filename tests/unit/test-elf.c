@@ -428,8 +428,8 @@ static void test_pvh_boot(void)
 	CHECK(p && len == 16 && rd64_be(p + 8) == 64 << 20,
 	      "device tree: memory@0 covers all 64 MiB");
 
-	CHECK(si && rd64(si + 40) == PVH_MEMMAP_ADDR && rd32(si + 48) == 4,
-	      "start info: a memory map of 4 entries");
+	CHECK(si && rd64(si + 40) == PVH_MEMMAP_ADDR && rd32(si + 48) == 5,
+	      "start info: a memory map of 5 entries");
 	mm = si ? guest_ptr(m, rd64(si + 40), 4 * 24) : NULL;
 	CHECK(mm && rd64(mm) == 0 && rd64(mm + 8) == 0x9fc00 &&
 	      rd32(mm + 16) == 1 && rd32(mm + 24 + 16) == 2 &&
@@ -469,7 +469,7 @@ static void test_vmlinux_boot(void)
 	CHECK(cmd && !strcmp(cmd, "console=ttyS0 earlyprintk=serial reboot=k "
 				  "panic=-1 root=/dev/vda"),
 	      "a Linux vmlinux gets lkvm's defaults before -p");
-	CHECK(zp && zp[BP_E820_ENTRIES] == 4 && rd32(zp + SH_RAMDISK_SIZE) == 0,
+	CHECK(zp && zp[BP_E820_ENTRIES] == 5 && rd32(zp + SH_RAMDISK_SIZE) == 0,
 	      "zero page: e820 map, no initrd");
 	CHECK(zp && rd64(zp + SH_SETUP_DATA) == X86_FDT_ADDR,
 	      "zero page: the device tree in setup_data");

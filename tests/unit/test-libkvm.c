@@ -391,8 +391,43 @@ static void test_ring3(void)
 	vm_free(&vm);
 }
 
+/* irqfd: a write to the eventfd raises the GSI, seen in the PIC's IRR. */
+static void test_irqfd(void)
+{
+	struct kvm_irqchip pic = { .chip_id = KVM_IRQCHIP_PIC_MASTER };
+	struct vm vm = { 0 };
+	enum kvm_open_error why;
+	int efd = eventfd(0, EFD_NONBLOCK);
+	uint64_t one = 1;
+
+	/* The irqchip must come before any vCPU. */
+	if (kvm_open(&vm.ctx, NULL, &cb, &vm.ev, &why) ||
+	    kvm_create_irqchip(vm.ctx)) {
+		CHECK(0, "irqfd: VM with an irqchip");
+		return;
+	}
+	CHECK(kvm_irqfd(vm.ctx, efd, 5, -1, false) == 0,
+	      "irqfd: assigned to GSI 5");
+	CHECK(kvm_get_irqchip(vm.ctx, &pic) == 0 &&
+		      !(pic.chip.pic.irr & (1 << 5)),
+	      "irqfd: IRQ 5 not requested before the eventfd is written");
+	CHECK(write(efd, &one, sizeof(one)) == sizeof(one) &&
+		      kvm_get_irqchip(vm.ctx, &pic) == 0 &&
+		      (pic.chip.pic.irr & (1 << 5)),
+	      "irqfd: writing the eventfd raises IRQ 5 at the PIC");
+	CHECK(kvm_irqfd(vm.ctx, efd, 5, -1, true) == 0,
+	      "irqfd: deassigned");
+	CHECK(kvm_irq_line(vm.ctx, 3, 1) == 0 &&
+		      kvm_get_irqchip(vm.ctx, &pic) == 0 &&
+		      (pic.chip.pic.irr & (1 << 3)),
+	      "irq line: KVM_IRQ_LINE raises IRQ 3 at the PIC");
+	close(efd);
+	kvm_close(vm.ctx);
+}
+
 int main(void)
 {
+	test_irqfd();
 	test_open_errors();
 	test_real_mode();
 	test_msr_and_ioeventfd();

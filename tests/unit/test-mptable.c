@@ -10,7 +10,10 @@
 #include <unistd.h>
 
 #include "lkvm/arch.h"
+#include "lkvm/device.h"
+#include "lkvm/iobus.h"
 #include "lkvm/machine.h"
+#include "lkvm/pci.h"
 #include "lkvm/x86.h"
 #include "tap.h"
 
@@ -241,6 +244,44 @@ static void test_limits(void)
 	vm_free(tiny);
 }
 
+/* The same through the machine's real PCI bus (hw/pci.c). */
+static void test_pci_bus(void)
+{
+	struct machine *m = vm_new(16 << 20);
+	const struct device_ops *const *devs;
+	const struct device_ops *pci = NULL;
+	struct pci_device d[3] = { { .irq_pin = 1 }, { .irq_pin = 0 },
+				   { .irq_pin = 1 } };
+	struct mp mp;
+	unsigned int n;
+	bool ok;
+
+	devs = device_list(&n);
+	for (unsigned int i = 0; i < n; i++)
+		if (!strcmp(devs[i]->name, "pci"))
+			pci = devs[i];
+	m->pio = iobus_new(IOBUS_PIO);
+	m->mmio = iobus_new(IOBUS_MMIO);
+	m->next_gsi = 16;
+	ok = pci && pci->init(m) == 0;
+	for (unsigned int i = 0; ok && i < 3; i++)
+		ok = pci_register(m, &d[i], 0x1af4, 0x1000 + i, 0xff0000,
+				  0x1af4, 1) == 0;
+	CHECK(ok, "three devices on the PCI bus, two with INTA");
+	CHECK(x86_write_mptable(m, 2) == 0, "the MP table lists the bus");
+	scan(m, &mp);
+	CHECK(mp.table_sum_ok && mp.pci_pin[d[0].slot][0] == d[0].gsi &&
+	      mp.pci_pin[d[2].slot][0] == d[2].gsi && d[0].gsi >= 16 &&
+	      mp.pci_pin[d[1].slot][0] == -1 && mp.pci_pin[0][0] == -1,
+	      "each device's INTA reaches the pin of its GSI; none for a "
+	      "device without a pin or for the host bridge");
+	if (pci && pci->exit)
+		pci->exit(m);
+	iobus_free(m->pio);
+	iobus_free(m->mmio);
+	vm_free(m);
+}
+
 int main(void)
 {
 	test_table(1);
@@ -248,5 +289,6 @@ int main(void)
 	test_table(8);
 	test_table(254);
 	test_limits();
+	test_pci_bus();
 	return tap_done();
 }
