@@ -94,4 +94,4 @@ clean:
 	rm -rf $(O) lkvm
 	@$(MAKE) --no-print-directory -C x86-kernel clean 2>/dev/null || true
 
--include $(OBJ:.o=.d) $(SANOBJ:.o=.d) $(O)/main.d
+-include $(OBJ:.o=.d) $(SANOBJ:.o=.d) $(O)/main.d $(UNIT:=.d) $(SANUNIT:=.d)

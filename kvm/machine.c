@@ -268,7 +268,7 @@ void machine_stop(struct machine *m, int status)
 	if (__atomic_exchange_n(&m->stopping, true, __ATOMIC_ACQ_REL))
 		return;
 	m->exit_status = status;
-	for (unsigned int i = 0; i < m->ncpus; i++)
+	for (unsigned int i = 0; m->vcpus && i < m->ncpus; i++)
 		if (m->vcpus[i].kvm)
 			kvm_vcpu_kick(m->vcpus[i].kvm, SIG_KICK);
 	if (m->wake_fd >= 0 && write(m->wake_fd, &one, sizeof(one)) < 0)

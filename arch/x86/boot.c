@@ -35,7 +35,7 @@ int x86_image_err(const struct x86_image *img, const char *fmt, ...)
 
 unsigned int x86_ncpus(const struct machine *m)
 {
-	/* machine_init() sets m->ncpus only after arch_load(). */
+	/* Unit tests build tables from cfg alone, before any machine_init(). */
 	if (m->ncpus)
 		return m->ncpus;
 	return m->cfg.ncpus ? m->cfg.ncpus : 1;

@@ -16,39 +16,8 @@
 #include "lkvm/fdt.h"
 #include "lkvm/machine.h"
 #include "lkvm/x86.h"
+#include "fake-machine.h"
 #include "tap.h"
-
-static struct machine *vm_new(uint64_t ram)
-{
-	struct machine *m = calloc(1, sizeof(*m));
-	struct ram_range r[4];
-	unsigned int n = arch_memory_layout(ram, r, 4);
-	uint64_t off = 0;
-	char *host;
-
-	/* Untouched pages cost nothing: 5 GiB of guest is fine here. */
-	host = mmap(NULL, ram, PROT_READ | PROT_WRITE,
-		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (!m || host == MAP_FAILED)
-		abort();
-	for (unsigned int i = 0; i < n; i++) {
-		if (machine_add_memory(m, r[i].gpa, r[i].size, host + off,
-				       false))
-			abort();
-		off += r[i].size;
-	}
-	m->cfg.ram_size = m->ram_size = ram;
-	m->cfg.ncpus = 1;
-	return m;
-}
-
-static void vm_free(struct machine *m)
-{
-	munmap(m->mem[0].host, m->ram_size);
-	free(m->boot);
-	free(m->fdt);
-	free(m);
-}
 
 static uint16_t rd16(const uint8_t *p)
 {
@@ -106,7 +75,7 @@ static void test_layout(void)
 
 static void test_e820(void)
 {
-	struct machine *m = vm_new(5ull << 30);
+	struct machine *m = fake_machine_new(5ull << 30);
 	struct x86_e820 e[X86_E820_MAX];
 	unsigned int n = x86_build_e820(m, e, X86_E820_MAX);
 	struct x86_e820 fw[X86_E820_MAX];
@@ -143,7 +112,7 @@ static void test_e820(void)
 	nfw = x86_build_e820(m, fw, X86_E820_MAX);
 	CHECK(nfw == 6 && e820_is(&fw[4], 0xfeffc000, 0x4000, E820_RESERVED),
 	      "e820: with --firmware the TSS pages move below a 16 MiB ROM");
-	vm_free(m);
+	fake_machine_free(m);
 }
 
 static void test_cmdline(void)
@@ -178,7 +147,7 @@ static void test_cmdline(void)
 
 static void test_zero_page(void)
 {
-	struct machine *m = vm_new(5ull << 30);
+	struct machine *m = fake_machine_new(5ull << 30);
 	struct x86_boot b = {
 		.kernel_start = 0x1000000,
 		.cmdline_addr = X86_CMDLINE_ADDR,
@@ -225,12 +194,12 @@ static void test_zero_page(void)
 	      zp[SH_SETUP_SECTS] == 0,
 	      "a vmlinux zero page: boot flag, 'HdrS', alignment, the "
 	      "RNG seed");
-	vm_free(m);
+	fake_machine_free(m);
 }
 
 static void test_pvh_start_info(void)
 {
-	struct machine *m = vm_new(5ull << 30);
+	struct machine *m = fake_machine_new(5ull << 30);
 	struct x86_boot b = {
 		.cmdline_addr = X86_CMDLINE_ADDR,
 		.fdt_addr = X86_FDT_ADDR,
@@ -261,12 +230,12 @@ static void test_pvh_start_info(void)
 	      rd32(mm + 1 * 24 + 16) == E820_RESERVED &&
 	      rd32(mm + 1 * 24 + 20) == 0,
 	      "memmap: 24-byte entries with e820 types, reserved 0");
-	vm_free(m);
+	fake_machine_free(m);
 }
 
 static void test_boot_common(void)
 {
-	struct machine *m = vm_new(64 << 20), *tiny = vm_new(512 << 10);
+	struct machine *m = fake_machine_new(64 << 20), *tiny = fake_machine_new(512 << 10);
 	struct x86_image k = { "kernel", "k", NULL, 0 };
 	struct x86_boot b = { 0 };
 	uint8_t *bda;
@@ -287,13 +256,13 @@ static void test_boot_common(void)
 	      "a guest without the first MiB is refused");
 	dup2(fd, 2);
 	close(fd);
-	vm_free(m);
-	vm_free(tiny);
+	fake_machine_free(m);
+	fake_machine_free(tiny);
 }
 
 static void test_fdt(void)
 {
-	struct machine *m = vm_new(5ull << 30);
+	struct machine *m = fake_machine_new(5ull << 30);
 	char path[] = "/tmp/lkvm-test-dtb-XXXXXX";
 	const void *fdt;
 	const void *reg;
@@ -337,7 +306,7 @@ static void test_fdt(void)
 	      "--dump-dtb writes the blob the guest gets");
 	close(fd);
 	unlink(path);
-	vm_free(m);
+	fake_machine_free(m);
 }
 
 /* ---- CPUID topology ----------------------------------------------------- */

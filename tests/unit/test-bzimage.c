@@ -17,40 +17,10 @@
 #include "lkvm/arch.h"
 #include "lkvm/machine.h"
 #include "lkvm/x86.h"
+#include "fake-machine.h"
 #include "tap.h"
 
 /* ---- a machine without KVM, and what it prints ------------------------- */
-
-static struct machine *vm_new(uint64_t ram)
-{
-	struct machine *m = calloc(1, sizeof(*m));
-	struct ram_range r[4];
-	unsigned int n = arch_memory_layout(ram, r, 4);
-	uint64_t off = 0;
-	char *host;
-
-	host = mmap(NULL, ram, PROT_READ | PROT_WRITE,
-		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (!m || host == MAP_FAILED)
-		abort();
-	for (unsigned int i = 0; i < n; i++) {
-		if (machine_add_memory(m, r[i].gpa, r[i].size, host + off,
-				       false))
-			abort();
-		off += r[i].size;
-	}
-	m->cfg.ram_size = m->ram_size = ram;
-	m->cfg.ncpus = 1;
-	return m;
-}
-
-static void vm_free(struct machine *m)
-{
-	munmap(m->mem[0].host, m->ram_size);
-	free(m->boot);
-	free(m->fdt);
-	free(m);
-}
 
 static char errbuf[4096];
 static int saved_stderr = -1;
@@ -255,7 +225,7 @@ static void test_header_checks(void)
 
 static void test_load(void)
 {
-	struct machine *m = vm_new(64 << 20);
+	struct machine *m = fake_machine_new(64 << 20);
 	struct x86_boot b = { 0 };
 	struct x86_image k, rd;
 	uint8_t *kd, *rdd, *zp, *sd, *p;
@@ -369,7 +339,7 @@ static void test_load(void)
 
 	free(rdd);
 	free(kd);
-	vm_free(m);
+	fake_machine_free(m);
 }
 
 static bool load_refused(struct machine *m, const uint8_t *kd, size_t size,
@@ -394,7 +364,7 @@ static bool load_refused(struct machine *m, const uint8_t *kd, size_t size,
 
 static void test_load_limits(void)
 {
-	struct machine *small = vm_new(16 << 20), *m = vm_new(32 << 20);
+	struct machine *small = fake_machine_new(16 << 20), *m = fake_machine_new(32 << 20);
 	struct x86_image rd;
 	char params[3000];
 	uint8_t *kd, *rdd;
@@ -451,8 +421,8 @@ static void test_load_limits(void)
 		      "'--' does not count");
 	}
 	free(kd);
-	vm_free(small);
-	vm_free(m);
+	fake_machine_free(small);
+	fake_machine_free(m);
 }
 
 /* ---- arch_load with files ----------------------------------------------- */
@@ -493,7 +463,7 @@ static bool arch_load_says(struct machine *m, const char *want1,
 
 static void test_arch_load(void)
 {
-	struct machine *m = vm_new(64 << 20);
+	struct machine *m = fake_machine_new(64 << 20);
 	const struct x86_boot *b;
 	char missing[100], want[300];
 	uint8_t *kd;
@@ -563,7 +533,7 @@ static void test_arch_load(void)
 	unlink(write_tmp("damaged", "", 0));
 	unlink(write_tmp("truncated", "", 0));
 	rmdir(tmpdir);
-	vm_free(m);
+	fake_machine_free(m);
 }
 
 int main(void)

@@ -16,40 +16,10 @@
 #include "lkvm/arch.h"
 #include "lkvm/machine.h"
 #include "lkvm/x86.h"
+#include "fake-machine.h"
 #include "tap.h"
 
 /* ---- a machine without KVM, and what it prints ------------------------- */
-
-static struct machine *vm_new(uint64_t ram)
-{
-	struct machine *m = calloc(1, sizeof(*m));
-	struct ram_range r[4];
-	unsigned int n = arch_memory_layout(ram, r, 4);
-	uint64_t off = 0;
-	char *host;
-
-	host = mmap(NULL, ram, PROT_READ | PROT_WRITE,
-		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (!m || host == MAP_FAILED)
-		abort();
-	for (unsigned int i = 0; i < n; i++) {
-		if (machine_add_memory(m, r[i].gpa, r[i].size, host + off,
-				       false))
-			abort();
-		off += r[i].size;
-	}
-	m->cfg.ram_size = m->ram_size = ram;
-	m->cfg.ncpus = 1;
-	return m;
-}
-
-static void vm_free(struct machine *m)
-{
-	munmap(m->mem[0].host, m->ram_size);
-	free(m->boot);
-	free(m->fdt);
-	free(m);
-}
 
 static char errbuf[4096];
 static int saved_stderr = -1;
@@ -363,7 +333,7 @@ static void test_parse(void)
 
 static void test_pvh_boot(void)
 {
-	struct machine *m = vm_new(64 << 20);
+	struct machine *m = fake_machine_new(64 << 20);
 	struct elf_spec s = pvh_spec;
 	struct x86_boot b = { 0 };
 	struct x86_image k, rd;
@@ -438,12 +408,12 @@ static void test_pvh_boot(void)
 	      rd64(mm + 80) == (64 << 20) - 0x100000 && rd32(mm + 72 + 16) == 1,
 	      "memory map: RAM, EBDA and BIOS reserved, RAM from 1 MiB");
 	free(f);
-	vm_free(m);
+	fake_machine_free(m);
 }
 
 static void test_vmlinux_boot(void)
 {
-	struct machine *m = vm_new(64 << 20);
+	struct machine *m = fake_machine_new(64 << 20);
 	struct elf_spec s = pvh_spec;
 	struct x86_boot b = { 0 };
 	struct x86_image k;
@@ -485,12 +455,12 @@ static void test_vmlinux_boot(void)
 		      "Linux's 2048-byte command line limit holds for vmlinux");
 	}
 	free(f);
-	vm_free(m);
+	fake_machine_free(m);
 }
 
 static void test_bundled(void)
 {
-	struct machine *m = vm_new(32 << 20);
+	struct machine *m = fake_machine_new(32 << 20);
 	const struct x86_boot *b;
 	struct x86_elf *elf = malloc(sizeof(*elf));
 	struct x86_image k = { "kernel", "bundled", lkvm_test_kernel,
@@ -503,7 +473,7 @@ static void test_bundled(void)
 	      b->entry == X86_ENTRY_PROT32 && b->rip == elf->pvh_entry,
 	      "arch_load boots it through the PVH entry without -k");
 	free(elf);
-	vm_free(m);
+	fake_machine_free(m);
 }
 
 int main(void)

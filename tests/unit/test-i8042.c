@@ -11,6 +11,7 @@
 #include "lkvm/i8042.h"
 #include "lkvm/iobus.h"
 #include "lkvm/machine.h"
+#include "fake-machine.h"
 #include "tap.h"
 
 #define DATA I8042_DATA_PORT
@@ -227,82 +228,50 @@ static const struct device_ops *find_device(const char *name)
 	return NULL;
 }
 
-static struct machine *new_machine(void)
-{
-	struct machine *m = calloc(1, sizeof(*m));
-
-	m->epoll_fd = m->wake_fd = -1;
-	m->pio = iobus_new(IOBUS_PIO);
-	machine_setup_config(m);
-	return m;
-}
-
-static void free_machine(struct machine *m)
-{
-	for (unsigned int i = 0; i < m->ndev; i++)
-		free(m->dev_cfg[i]);
-	free(m->dev_cfg);
-	iobus_free(m->pio);
-	free(m);
-}
-
-static uint8_t inb(struct machine *m, uint16_t port)
-{
-	uint8_t v;
-
-	iobus_access(m->pio, NULL, port, &v, 1, false);
-	return v;
-}
-
-static void outb(struct machine *m, uint16_t port, uint8_t v)
-{
-	iobus_access(m->pio, NULL, port, &v, 1, true);
-}
-
 static void test_ports(void)
 {
 	const struct device_ops *ops = find_device("i8042");
 	const struct device_ops *dbg = find_device("debug");
-	struct machine *m = new_machine();
+	struct machine *m = fake_machine_new(0);
 	uint32_t v = 0x10;
 
 	CHECK(ops && ops->init(m) == 0, "i8042 device: init");
 	if (!ops)
 		return;
-	outb(m, 0x64, 0xaa);
-	CHECK((inb(m, 0x64) & 0x01) && inb(m, 0x60) == 0x55,
+	fm_outb(m, 0x64, 0xaa);
+	CHECK((fm_inb(m, 0x64) & 0x01) && fm_inb(m, 0x60) == 0x55,
 	      "self-test through ports 0x64/0x60");
 	CHECK(!machine_stopping(m), "running before the reset");
-	outb(m, 0x64, 0xfe);
+	fm_outb(m, 0x64, 0xfe);
 	CHECK(machine_stopping(m) && m->exit_status == LKVM_EXIT_OK,
 	      "0xFE to port 0x64 ends the run with status 0");
 	ops->exit(m);
-	free_machine(m);
+	fake_machine_free(m);
 
-	m = new_machine();
+	m = fake_machine_new(0);
 	CHECK(dbg && dbg->init(m) == 0, "debug device: init");
 	if (!dbg)
 		return;
-	CHECK(inb(m, 0xe9) == 0xe9, "port 0xe9 reads 0xe9 (debugcon present)");
-	CHECK(inb(m, 0x402) == 0xff,
+	CHECK(fm_inb(m, 0xe9) == 0xe9, "port 0xe9 reads 0xe9 (debugcon present)");
+	CHECK(fm_inb(m, 0x402) == 0xff,
 	      "port 0x402 reads 0xff without --debug-console");
-	outb(m, 0x80, 0x12);
-	outb(m, 0xe9, 'x');
+	fm_outb(m, 0x80, 0x12);
+	fm_outb(m, 0xe9, 'x');
 	CHECK(!machine_stopping(m) && iobus_unclaimed(m->pio) == 0,
 	      "ports 0x80 and 0xe9 take writes");
 	iobus_access(m->pio, NULL, 0xf4, &v, 4, true);
 	CHECK(machine_stopping(m) && m->exit_status == 0x21,
 	      "debug exit: writing 0x10 to 0xf4 ends with status 0x21");
 	dbg->exit(m);
-	free_machine(m);
+	fake_machine_free(m);
 
-	m = new_machine();
+	m = fake_machine_new(0);
 	dbg->init(m);
-	outb(m, 0xf4, 0x80);
+	fm_outb(m, 0xf4, 0x80);
 	CHECK(m->exit_status == 1,
 	      "debug exit: the shell's 8 bits of (0x80 << 1) | 1, as QEMU");
 	dbg->exit(m);
-	free_machine(m);
+	fake_machine_free(m);
 }
 
 int main(void)

@@ -15,29 +15,8 @@
 #include "lkvm/machine.h"
 #include "lkvm/pci.h"
 #include "lkvm/x86.h"
+#include "fake-machine.h"
 #include "tap.h"
-
-static struct machine *vm_new(uint64_t ram)
-{
-	struct machine *m = calloc(1, sizeof(*m));
-	char *host = mmap(NULL, ram, PROT_READ | PROT_WRITE,
-			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-
-	if (!m || host == MAP_FAILED || machine_add_memory(m, 0, ram, host,
-							   false))
-		abort();
-	m->cfg.ram_size = m->ram_size = ram;
-	m->cfg.ncpus = 1;
-	return m;
-}
-
-static void vm_free(struct machine *m)
-{
-	munmap(m->mem[0].host, m->ram_size);
-	free(m->boot);
-	free(m->fdt);
-	free(m);
-}
 
 static uint16_t rd16(const uint8_t *p)
 {
@@ -166,7 +145,7 @@ static void scan(struct machine *m, struct mp *mp)
 
 static void test_table(unsigned int ncpus)
 {
-	struct machine *m = vm_new(16 << 20);
+	struct machine *m = fake_machine_new(16 << 20);
 	static const struct x86_pci_irq pci[] = {
 		{ 0, 0, 0 },		/* host bridge: no INTx */
 		{ 3, 1, 16 },		/* INTA -> GSI 16 */
@@ -220,12 +199,12 @@ static void test_table(unsigned int ncpus)
 	CHECKF(mp.lint_extint == 0 && mp.lint_nmi == 1 && mp.lint_all,
 	       "%u vCPUs: ExtINT on LINT0, NMI on LINT1, every local APIC",
 	       ncpus);
-	vm_free(m);
+	fake_machine_free(m);
 }
 
 static void test_limits(void)
 {
-	struct machine *m = vm_new(16 << 20), *tiny = vm_new(512 << 10);
+	struct machine *m = fake_machine_new(16 << 20), *tiny = fake_machine_new(512 << 10);
 	int fd = dup(2);
 
 	close(2);	/* the refusals print; keep the TAP clean */
@@ -240,14 +219,14 @@ static void test_limits(void)
 	      "254 vCPUs fit in the BIOS segment");
 	CHECK(x86_write_mptable(m, 1) == 0,
 	      "x86_write_mptable works without a PCI bus");
-	vm_free(m);
-	vm_free(tiny);
+	fake_machine_free(m);
+	fake_machine_free(tiny);
 }
 
 /* The same through the machine's real PCI bus (hw/pci.c). */
 static void test_pci_bus(void)
 {
-	struct machine *m = vm_new(16 << 20);
+	struct machine *m = fake_machine_new(16 << 20);
 	const struct device_ops *const *devs;
 	const struct device_ops *pci = NULL;
 	struct pci_device d[3] = { { .irq_pin = 1 }, { .irq_pin = 0 },
@@ -260,8 +239,6 @@ static void test_pci_bus(void)
 	for (unsigned int i = 0; i < n; i++)
 		if (!strcmp(devs[i]->name, "pci"))
 			pci = devs[i];
-	m->pio = iobus_new(IOBUS_PIO);
-	m->mmio = iobus_new(IOBUS_MMIO);
 	m->next_gsi = 16;
 	ok = pci && pci->init(m) == 0;
 	for (unsigned int i = 0; ok && i < 3; i++)
@@ -277,9 +254,7 @@ static void test_pci_bus(void)
 	      "device without a pin or for the host bridge");
 	if (pci && pci->exit)
 		pci->exit(m);
-	iobus_free(m->pio);
-	iobus_free(m->mmio);
-	vm_free(m);
+	fake_machine_free(m);
 }
 
 int main(void)
