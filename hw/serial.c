@@ -453,8 +453,6 @@ struct serial {
 	/* The IRQ lines are wired-OR of the ports that share them. */
 	pthread_mutex_t irq_lock;
 	bool line[16];
-	/* Keeps output of concurrent accesses whole, in order. */
-	pthread_mutex_t out_lock;
 	/* The host holds input COM1 had no room for (under port 0's lock). */
 	bool input_blocked;
 };
@@ -487,10 +485,7 @@ static void port_irq(struct uart *u, bool level)
 
 static void flush_out(struct serial *s, const uint8_t *buf, unsigned int n)
 {
-	pthread_mutex_lock(&s->out_lock);
-	/* A closed or broken stdout loses the console output, no more. */
-	(void)write_all(STDOUT_FILENO, buf, n);
-	pthread_mutex_unlock(&s->out_lock);
+	machine_console_write(s->m, buf, n);
 }
 
 /* Called with the port locked. */
@@ -597,7 +592,6 @@ static void serial_free(struct serial *s)
 		pthread_mutex_destroy(&s->port[i].lock);
 	}
 	pthread_mutex_destroy(&s->irq_lock);
-	pthread_mutex_destroy(&s->out_lock);
 	free(s);
 }
 
@@ -614,7 +608,6 @@ static int serial_init(struct machine *m)
 		return -ENOMEM;
 	s->m = m;
 	pthread_mutex_init(&s->irq_lock, NULL);
-	pthread_mutex_init(&s->out_lock, NULL);
 	for (unsigned int i = 0; i < SERIAL_NR_PORTS; i++) {
 		struct serial_port *p = &s->port[i];
 

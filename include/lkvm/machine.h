@@ -147,6 +147,13 @@ int machine_unwatch_fd(struct machine *m, int fd);
 void machine_set_console_input(struct machine *m, console_input_fn fn,
 			       void *opaque);
 
+/*
+ * What the guest console prints: to stdout (and, with the control
+ * features, to attached console clients and the console log). Any
+ * thread; each call's bytes stay together.
+ */
+void machine_console_write(struct machine *m, const void *buf, size_t len);
+
 /* The console device has room again (any thread). */
 void machine_console_resume(struct machine *m);
 

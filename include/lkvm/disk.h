@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Block backends (disk/): raw and qcow2 images behind one asynchronous
+ * interface. virtio-blk (and anything else that reads disks) uses only
+ * this header; the image format is the backend's business.
+ *
+ * Requests are submitted from any thread and complete asynchronously
+ * (libaio for raw images and qcow2 data clusters). Completions are
+ * signalled on disk_completion_fd(); the owner then calls
+ * disk_complete(), which runs each finished request's done() callback in
+ * the calling thread. A request that fails on the host completes with
+ * -errno (-EIO, -ENOSPC...), never aborts lkvm.
+ */
+#ifndef LKVM_DISK_H
+#define LKVM_DISK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+struct disk;
+
+enum disk_op {
+	DISK_READ,
+	DISK_WRITE,
+	DISK_FLUSH,		/* everything written so far is durable */
+	DISK_DISCARD,		/* the range may read back as anything */
+	DISK_WRITE_ZEROES,	/* the range reads back as zeros */
+};
+
+struct disk_req {
+	enum disk_op op;
+	uint64_t offset;	/* bytes; READ/WRITE/DISCARD/WRITE_ZEROES */
+	uint64_t len;		/* DISCARD/WRITE_ZEROES; READ/WRITE use iov */
+	struct iovec *iov;	/* READ/WRITE: guest buffers, checked */
+	unsigned int iovcnt;
+	/* result: 0, or -errno. Runs in the thread calling disk_complete. */
+	void (*done)(struct disk_req *r, int result);
+	void *opaque;
+	/* Owned by the backend while the request is in flight. */
+	void *priv[4];
+};
+
+struct disk_info {
+	uint64_t size;		/* bytes, a multiple of 512 */
+	bool readonly;
+	bool discard;		/* DISCARD is more than a no-op */
+	char serial[21];	/* NUL-terminated, at most 20 characters */
+	const char *format;	/* "raw", "qcow2" */
+};
+
+/*
+ * Opens "PATH[,ro]". Detects the format from the contents; refuses a
+ * corrupt or unsupported image with one line naming the file and the
+ * problem (printed) and a negative errno.
+ */
+int disk_open(const char *spec, struct disk **out);
+void disk_close(struct disk *d);	/* waits for requests in flight */
+const struct disk_info *disk_info(const struct disk *d);
+
+/* -EROFS for writes to a read-only disk, -EINVAL for ranges past the
+ * end; such requests are refused without calling done(). */
+int disk_submit(struct disk *d, struct disk_req *r);
+int disk_completion_fd(const struct disk *d);
+void disk_complete(struct disk *d);
+
+#endif
