@@ -4,6 +4,7 @@
 #   make run        install missing packages, build, boot the test kernel
 #   make check      install missing packages, build, run every test
 #   make bench      run the benchmarks in bench/
+#   make check-linux  boot Debian's kernel as a cross-check (slow here)
 #   make unit       only the C unit tests (plain and sanitized)
 
 CC      ?= gcc
@@ -73,7 +74,7 @@ $(O)/bench/%: bench/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
 
-.PHONY: all setup run check unit bench clean
+.PHONY: all setup run check check-linux unit bench clean
 setup:
 	@tests/setup-deps
 
@@ -86,6 +87,11 @@ unit: $(UNIT) $(SANUNIT)
 check: setup
 	@$(MAKE) --no-print-directory all unit $(patsubst bench/%.c,$(O)/bench/%,$(wildcard bench/*.c))
 	@tests/run
+
+# Boots Debian's cloud kernel (downloaded once) to check the Linux boot
+# protocol; minutes on hosts without hardware virtualization.
+check-linux: all
+	@tests/linux-boot.sh
 
 bench: all $(patsubst bench/%.c,$(O)/bench/%,$(wildcard bench/*.c))
 	@for b in bench/*.sh; do $$b || exit 1; done
