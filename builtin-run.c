@@ -5,12 +5,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "lkvm/builtin.h"
+#include "lkvm/control.h"
 #include "lkvm/machine.h"
 #include "lkvm/registry.h"
+#include "lkvm/term.h"
 #include "lkvm/util.h"
 
 #define DEFAULT_RAM (128 * MIB)
@@ -34,6 +37,10 @@ static const struct option run_options[] = {
 	O("cpus", 'c', OPT_UINT, ncpus, "N", "number of vCPUs (default 1)",
 	  .min = 1, .max = 4096),
 	O("name", 0, OPT_STRING, name, "NAME", "guest name (default guest-PID)"),
+	O("detach", 0, OPT_BOOL, detach, NULL,
+	  "run in the background: print the guest's name once it runs; 'lkvm console' attaches"),
+	O("console-log", 0, OPT_STRING, console_log, "FILE",
+	  "also write what the guest console prints to FILE"),
 	O("console", 0, OPT_STRING, console, "serial|virtio",
 	  "guest console device (default serial)"),
 	O("dump-dtb", 0, OPT_STRING, dump_dtb, "FILE",
@@ -74,7 +81,9 @@ void help_run(FILE *f)
 		   "test kernel. Exit status: 0 when the guest resets or powers off,\n"
 		   "(V << 1) | 1 when it writes V to the debug-exit port 0xf4, 1 for\n"
 		   "a usage or set-up error, %d when the guest crashes, 128 + N when\n"
-		   "stopped by signal N. On a terminal, Ctrl-A x quits.\n",
+		   "stopped by signal N. On a terminal, Ctrl-A x quits.\n"
+		   "With --detach, 'lkvm run' exits 0 once the guest runs (1 if it\n"
+		   "could not start); 'lkvm wait NAME' collects the guest's status.\n",
 		LKVM_EXIT_CRASH);
 	fprintf(f, "\n  -h, --help                   show this help\n");
 	print_options(f, g, n);
@@ -87,13 +96,9 @@ static int refuse_unimplemented(const struct machine_config *c)
 		bool set;
 		const char *opt, *what;
 	} list[] = {
-		{ c->disks.n > 0, "--disk", "virtio-blk" },
 		{ c->nets.n > 0, "--network", "virtio-net" },
-		{ c->rng, "--rng", "virtio-rng" },
 		{ c->balloon, "--balloon", "virtio-balloon" },
 		{ c->p9.n > 0, "--9p", "virtio-9p" },
-		{ c->console_kind == CONSOLE_VIRTIO, "--console virtio",
-		  "virtio-console" },
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(list); i++) {
@@ -159,6 +164,62 @@ static int check_config(struct machine_config *c)
 	return 0;
 }
 
+/*
+ * --detach: forks before any set-up (a record lock is not inherited).
+ * The parent waits until the child says the guest runs, by writing its
+ * name to a pipe, then prints the name and exits 0; if the child fails
+ * first, the parent exits with the child's status. Returns -1 in the
+ * child (*notify: the pipe), the parent's exit status otherwise.
+ */
+static int detach(int *notify)
+{
+	char line[REGISTRY_NAME_MAX + 2];
+	size_t len = 0;
+	int p[2], st;
+	pid_t pid;
+
+	if (pipe2(p, O_CLOEXEC) < 0) {
+		pr_err("--detach: %s", strerror(errno));
+		return LKVM_EXIT_ERROR;
+	}
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0) {
+		pr_err("--detach: cannot fork: %s", strerror(errno));
+		return LKVM_EXIT_ERROR;
+	}
+	if (pid == 0) {
+		/* No descriptor of the caller's stays open but stdio, which
+		 * the guest's lkvm lets go once it runs: a shell reading our
+		 * output sees its end when the parent exits. */
+		if (p[1] > 3)
+			close_range(3, (unsigned int)p[1] - 1, 0);
+		close_range((unsigned int)p[1] + 1, ~0u, 0);
+		setsid();
+		*notify = p[1];
+		return -1;
+	}
+	close(p[1]);
+	for (;;) {
+		ssize_t n = read(p[0], line + len, sizeof(line) - 1 - len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	close(p[0]);
+	if (len && line[len - 1] == '\n') {
+		fwrite(line, 1, len, stdout);
+		return 0;
+	}
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	return WIFEXITED(st) && WEXITSTATUS(st) ? WEXITSTATUS(st) :
+						  LKVM_EXIT_ERROR;
+}
+
 int cmd_run(int argc, char **argv)
 {
 	struct machine m = { 0 };
@@ -166,7 +227,7 @@ int cmd_run(int argc, char **argv)
 	struct option_group g[64];
 	char err[256], name[32];
 	unsigned int ng;
-	int i, status;
+	int i, status, notify = -1;
 
 	for (i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -195,20 +256,26 @@ int cmd_run(int argc, char **argv)
 	}
 	if (check_config(&m.cfg))
 		return LKVM_EXIT_ERROR;
+	if (m.cfg.detach && (status = detach(&notify)) >= 0)
+		return status;
 	if (!m.cfg.name) {
 		snprintf(name, sizeof(name), "guest-%d", (int)getpid());
 		m.cfg.name = name;
 	}
 	if (registry_claim(m.cfg.name, &reg))
 		return LKVM_EXIT_ERROR;
-
-	if (machine_init(&m)) {
+	if ((m.cfg.console_log && term_open_log(m.cfg.console_log)) ||
+	    machine_init(&m) || control_start(&m, &reg, notify)) {
 		machine_exit(&m);
 		registry_release(&reg);
 		return LKVM_EXIT_ERROR;
 	}
 	status = machine_run(&m);
+	/* The socket goes first, then devices flush (machine_exit), then
+	 * whoever asked to stop or wait hears the status. */
+	control_close(&m);
 	machine_exit(&m);
+	control_finish(&m, status);
 	registry_release(&reg);
 	return status;
 }

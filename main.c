@@ -16,6 +16,17 @@ static void help_version(FILE *f);
 
 static const struct command commands[] = {
 	{ "run", "boot a guest", cmd_run, help_run },
+	{ "list", "list running guests", cmd_list, help_list },
+	{ "pause", "pause a guest's vCPUs", cmd_pause, help_pause },
+	{ "resume", "resume a paused guest", cmd_resume, help_resume },
+	{ "stop", "stop a guest, flushing its devices", cmd_stop, help_stop },
+	{ "stat", "show a guest's statistics", cmd_stat, help_stat },
+	{ "debug", "registers, memory, page walks, core dumps", cmd_debug,
+	  help_debug },
+	{ "console", "attach to a guest's console", cmd_console,
+	  help_console },
+	{ "wait", "wait for a guest to end, exit with its status", cmd_wait,
+	  help_wait },
 	{ "help", "show help for lkvm or one command", cmd_help, help_help },
 	{ "version", "print lkvm's version", cmd_version, help_version },
 };

@@ -463,6 +463,25 @@ static void fill_header(struct pci_bus *b, struct pci_device *d,
 	wr16(d->cfg + PCI_STATUS, status);
 }
 
+/*
+ * Where a device's INTx goes. lkvm's own MP table (kernels booted
+ * directly) lists GSIs 16-23. Firmware writes its own tables: SeaBIOS,
+ * seeing an i440FX, assumes the PIIX3's routing that QEMU sets up (the
+ * pins of slot s rotate over PIRQA-D, PIRQA and B reach IRQ 10, C and D
+ * IRQ 11), writes that IRQ to the interrupt line register and lists it in
+ * its MP table; lkvm has no PIIX3 to reprogram, so under firmware INTx
+ * goes to that IRQ, where the guest will look for it.
+ */
+static unsigned int intx_gsi(struct machine *m, unsigned int slot,
+			     unsigned int pin)
+{
+	static const uint8_t piix_irq[4] = { 10, 10, 11, 11 };
+
+	if (m->cfg.firmware)
+		return piix_irq[(slot - 1 + pin - 1) & 3];
+	return machine_alloc_gsi(m);
+}
+
 int pci_register(struct machine *m, struct pci_device *d, uint16_t vendor,
 		 uint16_t device, uint32_t class_code, uint16_t subsys_vendor,
 		 uint16_t subsys_id)
@@ -490,7 +509,7 @@ int pci_register(struct machine *m, struct pci_device *d, uint16_t vendor,
 		goto out;
 	d->m = m;
 	d->slot = (uint8_t)slot;
-	d->gsi = d->irq_pin ? (uint8_t)machine_alloc_gsi(m) : 0;
+	d->gsi = d->irq_pin ? (uint8_t)intx_gsi(m, slot, d->irq_pin) : 0;
 	fill_header(b, d, vendor, device, class_code, subsys_vendor,
 		    subsys_id);
 	b->dev[slot] = d;
@@ -498,6 +517,25 @@ int pci_register(struct machine *m, struct pci_device *d, uint16_t vendor,
 out:
 	pthread_mutex_unlock(&b->lock);
 	return err;
+}
+
+void pci_unregister(struct pci_device *d)
+{
+	struct pci_bus *b = d->m ? d->m->pci : NULL;
+
+	if (!b || d->slot >= PCI_MAX_DEVICES)
+		return;
+	pthread_mutex_lock(&b->lock);
+	if (b->dev[d->slot] == d) {
+		b->dev[d->slot] = NULL;
+		/* Its INTx no longer counts on the shared line. */
+		pthread_mutex_lock(&b->irq_lock);
+		b->intx[d->slot] = false;
+		if (d->irq_pin)
+			update_gsi(b, d->gsi);
+		pthread_mutex_unlock(&b->irq_lock);
+	}
+	pthread_mutex_unlock(&b->lock);
 }
 
 struct pci_device *pci_next_device(struct machine *m, struct pci_device *prev)

@@ -236,7 +236,8 @@ int iobus_register(struct iobus *b, uint64_t base, uint64_t len,
 	r = calloc(1, sizeof(*r));
 	if (!r)
 		return -ENOMEM;
-	*r = (struct io_region){ base, len, fn, opaque, name };
+	*r = (struct io_region){ .base = base, .len = len, .fn = fn,
+				.opaque = opaque, .name = name };
 
 	pthread_rwlock_wrlock(&b->lock);
 	if (overlaps(b, base, base + len, NULL))
@@ -355,6 +356,9 @@ bool iobus_access(struct iobus *b, struct kvm_vcpu *vcpu, uint64_t addr,
 			if (chunk > left)
 				chunk = (unsigned int)left;
 			copy.fn(r, vcpu, addr - copy.base, p, chunk, is_write);
+			__atomic_fetch_add(is_write ? &r->writes : &r->reads, 1,
+					   __ATOMIC_RELAXED);
+			__atomic_fetch_add(&r->bytes, chunk, __ATOMIC_RELAXED);
 			claimed = true;
 		}
 		addr += chunk;
@@ -369,4 +373,15 @@ bool iobus_access(struct iobus *b, struct kvm_vcpu *vcpu, uint64_t addr,
 uint64_t iobus_unclaimed(const struct iobus *b)
 {
 	return __atomic_load_n(&b->unclaimed, __ATOMIC_RELAXED);
+}
+
+void iobus_for_each(struct iobus *b,
+		    void (*fn)(const struct io_region *r, void *arg),
+		    void *arg)
+{
+	pthread_rwlock_rdlock(&b->lock);
+	for (unsigned int i = 0; i < b->nall; i++)
+		if (live(b->all[i]))
+			fn(b->all[i], arg);
+	pthread_rwlock_unlock(&b->lock);
 }

@@ -23,10 +23,13 @@
 #include <unistd.h>
 
 #include "lkvm/arch.h"
+#include "lkvm/control.h"
+#include "lkvm/stats.h"
 #include "lkvm/term.h"
 #include "lkvm/util.h"
+#include "lkvm/vcpu.h"
 
-#define SIG_KICK SIGUSR1
+#define SIG_KICK VCPU_KICK_SIGNAL
 
 struct fd_watch {
 	struct fd_watch *next;
@@ -513,7 +516,10 @@ static void kick_handler(int sig)
 
 int machine_init(struct machine *m)
 {
-	struct sigaction sa = { .sa_handler = kick_handler };
+	/* SA_RESTART: a kick must not fail a device's read or write on a
+	 * vCPU thread; KVM_RUN itself returns -EINTR all the same. */
+	struct sigaction sa = { .sa_handler = kick_handler,
+				.sa_flags = SA_RESTART };
 	int err;
 
 	m->epoll_fd = -1;
@@ -522,8 +528,11 @@ int machine_init(struct machine *m)
 	/* Known from the start: tables and devices size themselves by it. */
 	m->ncpus = m->cfg.ncpus;
 	m->vcpus = calloc(m->ncpus, sizeof(*m->vcpus));
-	if (!m->vcpus)
+	if (!m->vcpus || machine_vcpu_ctl_init(m))
 		return -ENOMEM;
+	for (unsigned int i = 0; i < m->ncpus; i++)
+		if (vcpu_ctl_init(&m->vcpus[i]))
+			return -ENOMEM;
 	if (!m->dev_cfg && (err = machine_setup_config(m)))
 		return err;
 	sigaction(SIG_KICK, &sa, NULL);
@@ -586,10 +595,17 @@ static void *vcpu_thread(void *arg)
 	sigaddset(&set, SIG_KICK);
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 	kvm_vcpu_bind_thread(v->kvm);
+	vcpu_ctl_thread_start(v);
 
-	while (!machine_stopping(m)) {
-		int r = kvm_vcpu_run(v->kvm);
+	for (;;) {
+		int r;
 
+		/* Holds, queued work, the end of the run (lkvm/vcpu.h). */
+		if ((vcpu_ctl_pending(v) || machine_stopping(m)) &&
+		    !vcpu_ctl_service(v))
+			break;
+		r = kvm_vcpu_run(v->kvm);
+		vcpu_ctl_count_exit(v, r);
 		if (r == KVM_CONTINUE || r == -EINTR || r == -EAGAIN)
 			continue;
 		if (r < 0) {
@@ -602,6 +618,7 @@ static void *vcpu_thread(void *arg)
 		}
 		break;
 	}
+	vcpu_ctl_thread_end(v);
 	return NULL;
 }
 
@@ -627,6 +644,25 @@ static void on_signal(struct machine *m, int fd, void *opaque)
 	machine_stop(m, LKVM_EXIT_SIGNAL + (int)si.ssi_signo);
 }
 
+int machine_poll(struct machine *m, int timeout_ms)
+{
+	struct epoll_event ev[8];
+	int n = epoll_wait(m->epoll_fd, ev, 8, timeout_ms);
+
+	for (int i = 0; i < n && !machine_stopping(m); i++) {
+		struct fd_watch *w = ev[i].data.ptr;
+
+		/* An earlier handler may have unwatched it. */
+		for (struct fd_watch *x = m->watches; x; x = x->next) {
+			if (x == w) {
+				w->fn(m, w->fd, w->opaque);
+				break;
+			}
+		}
+	}
+	return n < 0 ? -errno : n;
+}
+
 int machine_run(struct machine *m)
 {
 	sigset_t stop_set, kick_set, old;
@@ -642,14 +678,9 @@ int machine_run(struct machine *m)
 	 * loop's signalfd, kicks reach only vCPU threads. */
 	sigprocmask(SIG_BLOCK, &stop_set, &old);
 	sigprocmask(SIG_BLOCK, &kick_set, NULL);
-	sfd = signalfd(-1, &stop_set, SFD_CLOEXEC | SFD_NONBLOCK);
-	if (sfd < 0 || machine_watch_fd(m, sfd, on_signal, NULL) ||
-	    machine_watch_fd(m, m->wake_fd, on_wake, NULL)) {
-		pr_err("cannot watch signals: %s", strerror(errno));
-		return LKVM_EXIT_ERROR;
-	}
-	term_start(m);
-
+	/* The vCPUs start first: the guest's boot does not wait for the
+	 * main loop's set-up. A stop signal meanwhile stays pending (it is
+	 * blocked) until the signalfd below reads it. */
 	for (unsigned int i = 0; i < m->ncpus; i++) {
 		int err = pthread_create(&m->vcpus[i].thread, NULL, vcpu_thread,
 					 &m->vcpus[i]);
@@ -661,29 +692,32 @@ int machine_run(struct machine *m)
 		}
 		m->vcpus[i].started = true;
 	}
-
-	while (!machine_stopping(m)) {
-		struct epoll_event ev[8];
-		int n = epoll_wait(m->epoll_fd, ev, 8, -1);
-
-		for (int i = 0; i < n && !machine_stopping(m); i++) {
-			struct fd_watch *w = ev[i].data.ptr;
-
-			for (struct fd_watch *x = m->watches; x; x = x->next) {
-				if (x == w) {
-					w->fn(m, w->fd, w->opaque);
-					break;
-				}
-			}
-		}
+	sfd = signalfd(-1, &stop_set, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (sfd < 0 || machine_watch_fd(m, sfd, on_signal, NULL) ||
+	    machine_watch_fd(m, m->wake_fd, on_wake, NULL)) {
+		pr_err("cannot watch signals: %s", strerror(errno));
+		machine_stop(m, LKVM_EXIT_ERROR);
 	}
+	term_start(m);
 
+	/* It ran, even if it has ended already: a detached lkvm reports
+	 * that, and the status goes to the exit record. */
+	if (m->ncpus && m->vcpus[m->ncpus - 1].started)
+		control_running(m);
+
+	while (!machine_stopping(m))
+		machine_poll(m, -1);
+
+	/* Parked vCPUs wait on their locks, not in KVM_RUN. */
+	vcpu_ctl_wake_all(m);
 	for (unsigned int i = 0; i < m->ncpus; i++)
 		if (m->vcpus[i].started)
 			pthread_join(m->vcpus[i].thread, NULL);
 	term_stop(m);
-	machine_unwatch_fd(m, sfd);
-	close(sfd);
+	if (sfd >= 0) {
+		machine_unwatch_fd(m, sfd);
+		close(sfd);
+	}
 	return m->exit_status;
 }
 
@@ -698,9 +732,13 @@ void machine_exit(struct machine *m)
 		if (d->exit)
 			d->exit(m);
 	}
-	for (unsigned int i = 0; m->vcpus && i < m->ncpus; i++)
+	for (unsigned int i = 0; m->vcpus && i < m->ncpus; i++) {
 		if (m->vcpus[i].kvm)
 			kvm_destroy_vcpu(m->vcpus[i].kvm);
+		vcpu_ctl_free(&m->vcpus[i]);
+	}
+	machine_vcpu_ctl_free(m);
+	machine_free_counters(m);
 	free(m->vcpus);
 	m->vcpus = NULL;
 	while (m->watches)

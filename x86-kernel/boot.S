@@ -18,6 +18,9 @@
 #define EFER_LME	0x00000100
 #define SEL_CODE64	0x08
 #define SEL_DATA	0x10
+#define SEL_UDATA	0x1b	/* user data, RPL 3 */
+#define SEL_UCODE64	0x23	/* user 64-bit code, RPL 3 */
+#define USER_RFLAGS	0x202	/* IF: the PIT keeps ticking in ring 3 */
 #define AP_STACK_SIZE	4096
 #define MAX_APS		64
 
@@ -180,6 +183,64 @@ isr_common:
 	addq $16, %rsp
 	iretq
 
+/*
+ * uint64_t user_call(uint64_t (*fn)(void *), void *arg, void *stack_top)
+ *
+ * Runs fn(arg) in ring 3 and returns what it returns. Some KVM hosts
+ * emulate every CPL-0 instruction but run ring 3 natively, so number
+ * crunching (checksums, patterns, compares) goes there. The way back is
+ * the `ud2` at user_exit: the #UD arrives on the TSS's RSP0 stack, and
+ * isr_dispatch hands it to user_resume, which restores the kernel stack
+ * saved here. (A software interrupt through a DPL-3 gate would be the
+ * textbook way, but on a PVM host `int $n` from ring 3 arrives as #UD
+ * anyway.) Interrupts stay enabled in ring 3 (RFLAGS.IF), so the PIT
+ * keeps time meanwhile; they arrive on the RSP0 stack as well.
+ */
+	.text
+	.globl user_call, user_exit, user_resume
+user_call:
+	pushq %rbx
+	pushq %rbp
+	pushq %r12
+	pushq %r13
+	pushq %r14
+	pushq %r15
+	pushfq
+	movq %rsp, user_saved_rsp(%rip)
+	pushq $SEL_UDATA
+	pushq %rdx
+	pushq $USER_RFLAGS
+	pushq $SEL_UCODE64
+	leaq user_entry(%rip), %rax
+	pushq %rax
+	iretq
+user_entry:				/* ring 3: rdi = fn, rsi = arg */
+	movq %rdi, %rax
+	movq %rsi, %rdi
+	andq $-16, %rsp
+	call *%rax
+user_exit:
+	ud2				/* back to ring 0, result in rax */
+
+/* void user_resume(uint64_t result): ring 0, from the #UD at user_exit. */
+user_resume:
+	movl $SEL_DATA, %eax
+	movl %eax, %ss
+	movl %eax, %ds
+	movl %eax, %es
+	movl %eax, %fs
+	movl %eax, %gs
+	movq user_saved_rsp(%rip), %rsp
+	movq %rdi, %rax
+	popfq
+	popq %r15
+	popq %r14
+	popq %r13
+	popq %r12
+	popq %rbp
+	popq %rbx
+	ret
+
 	.section .rodata
 	.p2align 3
 	.globl isr_table
@@ -197,14 +258,22 @@ isr_table:
 
 /* Static descriptor tables and identity page tables (first 4 GiB in 2 MiB
  * pages, the top GiB uncached for the APICs and PCI holes; a fifth PDPT
- * slot is a movable window for RAM above 4 GiB). */
+ * slot is a movable window for RAM and MMIO above 4 GiB). The first three
+ * GiB are user accessible (U), so ring-3 code can run on the kernel's text
+ * and buffers. One more chain maps the 4 KiB magic page at the
+ * non-identity address HIGH_MAP_VA (0xffff800000000000), for debuggers
+ * that translate guest-virtual addresses. */
 	.section .data
 	.p2align 4
-	.globl gdt, gdt_end
+	.globl gdt, gdt_end, gdt_tss
 gdt:
 	.quad 0
 	.quad 0x00af9b000000ffff	/* 0x08: 64-bit code, accessed */
 	.quad 0x00cf93000000ffff	/* 0x10: data, accessed */
+	.quad 0x00cff3000000ffff	/* 0x18: user data (DPL 3) */
+	.quad 0x00affb000000ffff	/* 0x20: user 64-bit code (DPL 3) */
+gdt_tss:
+	.quad 0, 0			/* 0x28: the TSS, filled by user_init() */
 gdt_end:
 	.p2align 4
 gdt_ptr:
@@ -213,22 +282,33 @@ gdt_ptr:
 
 	.section .data.pagetables, "aw"
 	.p2align 12
-	.globl pml4, window_pd
+	.globl pml4, window_pd, high_pt
 pml4:
-	.quad pdpt + 0x3
-	.fill 511, 8, 0
+	.quad pdpt + 0x7
+	.fill 255, 8, 0
+	.quad high_pdpt + 0x3		/* 256: 0xffff800000000000 */
+	.fill 255, 8, 0
 pdpt:
-	.quad pd + 0x3
-	.quad pd + 0x1000 + 0x3
-	.quad pd + 0x2000 + 0x3
-	.quad pd + 0x3000 + 0x3
+	.quad pd + 0x7
+	.quad pd + 0x1000 + 0x7
+	.quad pd + 0x2000 + 0x7
+	.quad pd + 0x3000 + 0x7
 	.quad window_pd + 0x3
 	.fill 507, 8, 0
+high_pdpt:
+	.quad high_pd + 0x3
+	.fill 511, 8, 0
+high_pd:
+	.quad high_pt + 0x3
+	.fill 511, 8, 0
+high_pt:
+	.quad magic_page + 0x3		/* P, RW, 4 KiB */
+	.fill 511, 8, 0
 pd:
 	.set addr, 0
 	.rept 2048
 	.if addr < 0xc0000000
-	.quad addr + 0x83		/* P, RW, PS */
+	.quad addr + 0x87		/* P, RW, U, PS */
 	.else
 	.quad addr + 0x9b		/* P, RW, PWT, PCD, PS */
 	.endif
@@ -239,6 +319,12 @@ pd:
 	.p2align 12
 window_pd:
 	.fill 512, 8, 0
+	.globl magic_page
+magic_page:
+	.fill 512, 8, 0
+	.p2align 3
+user_saved_rsp:
+	.quad 0
 	.p2align 2
 	.globl ap_next_slot
 ap_next_slot:
@@ -252,3 +338,11 @@ boot_stack:
 boot_stack_top:
 ap_stacks:
 	.skip AP_STACK_SIZE * (MAX_APS + 1)
+	.p2align 12
+	.globl user_kstack_top, user_stack_top
+user_kstack:				/* TSS RSP0: interrupts taken in ring 3 */
+	.skip 16384
+user_kstack_top:
+user_stack:				/* ring 3's own stack */
+	.skip 65536
+user_stack_top:

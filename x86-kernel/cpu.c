@@ -33,16 +33,22 @@ extern const uint64_t isr_table[65];
 uint64_t lapic_base = 0xfee00000;
 volatile uint64_t unexpected_irqs;
 volatile uint64_t pic_irq0_seen;
+volatile uint64_t msi_irqs;
 
-static void set_gate(int vec, uint64_t handler)
+static void set_gate_type(int vec, uint64_t handler, uint8_t type)
 {
 	idt[vec].off_lo = (uint16_t)handler;
 	idt[vec].sel = 0x08;
 	idt[vec].ist = 0;
-	idt[vec].type = 0x8e; /* present, DPL 0, 64-bit interrupt gate */
+	idt[vec].type = type;
 	idt[vec].off_mid = (uint16_t)(handler >> 16);
 	idt[vec].off_hi = (uint32_t)(handler >> 32);
 	idt[vec].zero = 0;
+}
+
+static void set_gate(int vec, uint64_t handler)
+{
+	set_gate_type(vec, handler, 0x8e); /* present, DPL 0, 64-bit interrupt gate */
 }
 
 void idt_init(void)
@@ -80,6 +86,8 @@ static const char *const exc_names[32] = {
 void isr_dispatch(struct irq_frame *f)
 {
 	if (f->vector < 32) {
+		if (user_trap(f))
+			return;
 		uint64_t cr2;
 		__asm__ volatile("mov %%cr2, %0" : "=r"(cr2));
 		kprintf("Bail out! exception %s (vector %lu) error 0x%lx at rip 0x%lx, "
@@ -107,6 +115,8 @@ void isr_dispatch(struct irq_frame *f)
 		timer_irq();
 	else if (f->vector == VEC_ISA_BASE + 4)
 		serial_irq();
+	else if (f->vector == VEC_MSI)
+		msi_irqs++;
 	else
 		unexpected_irqs++;
 	lapic_write(LAPIC_EOI, 0);

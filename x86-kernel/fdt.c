@@ -17,8 +17,8 @@ struct node {
 	enum kind kind;
 	uint32_t ac, sc; /* #address-cells, #size-cells for the children */
 	bool isa;	 /* an ISA bus: children's reg is <space address ...> */
-	bool serial, has_reg, io, disabled;
-	uint64_t reg;
+	bool serial, virtio, has_reg, io, disabled;
+	uint64_t reg, reg_size;
 	int irq;
 };
 
@@ -91,6 +91,8 @@ static bool prop(struct fdt_info *f, struct node *nd, const struct node *parent,
 	if (!strcmp(name, "compatible")) {
 		if (strlist_has(v, len, "ns16550a"))
 			nd->serial = true;
+		if (strlist_has(v, len, "virtio,mmio"))
+			nd->virtio = true;
 		return true;
 	}
 	if (nd->kind == K_CHOSEN && !strcmp(name, "bootargs")) {
@@ -138,6 +140,8 @@ static bool prop(struct fdt_info *f, struct node *nd, const struct node *parent,
 	if (len < ac * 4)
 		BAD("reg of length %u, shorter than #address-cells %u", len, ac);
 	nd->reg = cells(v, ac);
+	if (sc >= 1 && sc <= 2 && len >= (ac + sc) * 4)
+		nd->reg_size = cells(v + ac * 4, sc);
 	nd->has_reg = true;
 	return true;
 }
@@ -162,6 +166,17 @@ static bool end_node(struct fdt_info *f, const struct node *nd)
 			s->irq = nd->irq;
 		}
 		f->nserial++;
+	}
+	if (nd->virtio && !nd->disabled) {
+		if (!nd->has_reg)
+			BAD("a virtio,mmio node has no reg");
+		if (f->nvirtio < FDT_MAX_VIRTIO) {
+			struct fdt_virtio *v = &f->virtio[f->nvirtio];
+			v->addr = nd->reg;
+			v->size = nd->reg_size;
+			v->irq = nd->irq;
+		}
+		f->nvirtio++;
 	}
 	return true;
 }

@@ -20,6 +20,9 @@
 #define VEC_ISA_BASE 0x20
 #define VEC_PIC_BASE 0x30
 #define VEC_SPURIOUS 0xff
+/* MSI-X of the blkbench check: the vector of ISA IRQ15, which the I/O
+ * APIC never routes here. */
+#define VEC_MSI (VEC_ISA_BASE + 15)
 
 #define PIT_HZ 100
 
@@ -38,6 +41,30 @@ static inline uint8_t inb(uint16_t port)
 {
 	uint8_t v;
 	__asm__ volatile("inb %1, %0" : "=a"(v) : "Nd"(port));
+	return v;
+}
+
+static inline void outw(uint16_t port, uint16_t v)
+{
+	__asm__ volatile("outw %0, %1" : : "a"(v), "Nd"(port));
+}
+
+static inline uint16_t inw(uint16_t port)
+{
+	uint16_t v;
+	__asm__ volatile("inw %1, %0" : "=a"(v) : "Nd"(port));
+	return v;
+}
+
+static inline void outl(uint16_t port, uint32_t v)
+{
+	__asm__ volatile("outl %0, %1" : : "a"(v), "Nd"(port));
+}
+
+static inline uint32_t inl(uint16_t port)
+{
+	uint32_t v;
+	__asm__ volatile("inl %1, %0" : "=a"(v) : "Nd"(port));
 	return v;
 }
 
@@ -68,6 +95,38 @@ static inline void mmio_write32(uint64_t addr, uint32_t v)
 static inline uint32_t mmio_read32(uint64_t addr)
 {
 	return *(volatile uint32_t *)(uintptr_t)addr;
+}
+
+static inline void mmio_write16(uint64_t addr, uint16_t v)
+{
+	*(volatile uint16_t *)(uintptr_t)addr = v;
+}
+
+static inline uint16_t mmio_read16(uint64_t addr)
+{
+	return *(volatile uint16_t *)(uintptr_t)addr;
+}
+
+static inline void mmio_write8(uint64_t addr, uint8_t v)
+{
+	*(volatile uint8_t *)(uintptr_t)addr = v;
+}
+
+static inline uint8_t mmio_read8(uint64_t addr)
+{
+	return *(volatile uint8_t *)(uintptr_t)addr;
+}
+
+/* Stores to ring memory become visible before what follows (a ring index,
+ * a notification); on x86 only the compiler and the store buffer need it. */
+static inline void mb(void)
+{
+	__asm__ volatile("mfence" ::: "memory");
+}
+
+static inline void barrier(void)
+{
+	__asm__ volatile("" ::: "memory");
 }
 
 /* Everything below 4 GiB is identity mapped by the boot page tables. */
@@ -132,6 +191,7 @@ void lapic_write(uint32_t reg, uint32_t v);
 uint32_t lapic_id(void);
 extern volatile uint64_t unexpected_irqs;
 extern volatile uint64_t pic_irq0_seen;
+extern volatile uint64_t msi_irqs;
 extern uint64_t lapic_base;
 
 /* timer.c */
@@ -157,6 +217,7 @@ int check_rtc(char *msg, size_t n);
 int check_smp(char *msg, size_t n);
 
 /* fdt.c */
+#define FDT_MAX_VIRTIO 16
 struct fdt_info {
 	bool valid;
 	char error[96];
@@ -176,6 +237,11 @@ struct fdt_info {
 		uint64_t addr;
 		int irq; /* first cell of interrupts, or -1 */
 	} serial[8];
+	int nvirtio; /* nodes compatible with "virtio,mmio" */
+	struct fdt_virtio {
+		uint64_t addr, size;
+		int irq; /* first cell of interrupts, or -1 */
+	} virtio[FDT_MAX_VIRTIO];
 };
 void fdt_parse(const uint8_t *blob, uint64_t avail, struct fdt_info *f);
 
@@ -249,6 +315,9 @@ struct machine {
 extern struct machine M;
 
 void boot_info_parse(uint32_t start_info_pa);
+uint64_t palloc(uint64_t size, uint64_t align);
+uint64_t ram_top(void);
+void *ioremap(uint64_t pa, uint64_t len);
 void platform_discover(void);
 void mp_scan(struct mp_info *mp);
 void madt_scan(struct madt_info *madt, uint64_t rsdp_hint);
@@ -257,6 +326,44 @@ void madt_scan(struct madt_info *madt, uint64_t rsdp_hint);
 int check_mem(char *msg, size_t n);
 int check_cmdline(char *msg, size_t n);
 int check_dtb(char *msg, size_t n);
+
+/* user.c: ring 3 */
+struct sha256 {
+	uint32_t h[8];
+	uint64_t len;
+	uint8_t buf[64];
+	uint32_t nbuf;
+};
+void user_init(void);
+uint64_t run_user(uint64_t (*fn)(void *), void *arg);
+struct irq_frame;
+bool user_trap(struct irq_frame *f);
+void sha256_init(struct sha256 *c);
+void sha256_update(struct sha256 *c, const void *p, uint64_t n);
+void sha256_final(struct sha256 *c, uint8_t out[32]);
+void sha256_hex(const uint8_t d[32], char out[65]);
+bool sha256_selftest(void);
+void pattern_fill(void *buf, uint64_t bytes, uint64_t sector, uint64_t seed);
+uint64_t mem_diff(const void *x, const void *y, uint64_t bytes);
+void zero(void *p, uint64_t n);
+void memcpy_user(void *dst, const void *src, uint64_t n);
+
+
+/* debug.c: what debuggers of a running guest look for */
+#define HIGH_MAP_VA ((uint64_t)0xffff800000000000ull)
+void magic_init(void);
+int check_heartbeat(char *msg, size_t n);
+
+/* virtio.c and friends */
+void virtio_discover(void);
+void virtio_describe(void);
+bool virtio_present(int type);
+int check_virtio_console(char *msg, size_t n);
+int check_virtio_console_input(char *msg, size_t n);
+int check_virtio_rng(char *msg, size_t n);
+int check_virtio_blk(char *msg, size_t n);
+int check_virtio_hostile(char *msg, size_t n);
+int check_blkbench(char *msg, size_t n);
 
 /* main.c */
 enum { PASS, FAIL, SKIP };

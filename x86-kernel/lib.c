@@ -129,7 +129,7 @@ bool ranges_cover(const struct range *r, int n, uint64_t base, uint64_t len)
 }
 
 /* A small printf: %d %i %u %x %X %s %c %p %%, flags '0' and '-', a width,
- * and the length modifiers l, ll and z. */
+ * a precision for %s (.N or .*), and the length modifiers l, ll and z. */
 struct out {
 	char *buf;
 	size_t size, len;
@@ -189,6 +189,17 @@ int kvsnprintf(char *buf, size_t size, const char *fmt, va_list ap)
 		int width = 0;
 		while (*fmt >= '0' && *fmt <= '9')
 			width = width * 10 + (*fmt++ - '0');
+		int prec = -1; /* strings only: at most this many characters */
+		if (*fmt == '.') {
+			fmt++;
+			prec = 0;
+			if (*fmt == '*') {
+				prec = va_arg(ap, int);
+				fmt++;
+			}
+			while (*fmt >= '0' && *fmt <= '9')
+				prec = prec * 10 + (*fmt++ - '0');
+		}
 		int lng = 0;
 		while (*fmt == 'l' || *fmt == 'z') {
 			lng++;
@@ -221,12 +232,12 @@ int kvsnprintf(char *buf, size_t size, const char *fmt, va_list ap)
 			const char *s = va_arg(ap, const char *);
 			if (!s)
 				s = "(null)";
-			size_t len = strlen(s);
+			size_t len = prec >= 0 ? strnlen(s, (size_t)prec) : strlen(s);
 			if (!left)
 				for (; width > (int)len; width--)
 					put(&o, ' ');
-			while (*s)
-				put(&o, *s++);
+			for (size_t i = 0; i < len; i++)
+				put(&o, s[i]);
 			if (left)
 				for (; width > (int)len; width--)
 					put(&o, ' ');

@@ -391,3 +391,111 @@ void platform_discover(void)
 	if (!phys_low(M.ioapic_addr, 0x20))
 		M.ioapic_addr = 0xfec00000;
 }
+
+/* --- Memory for rings and buffers --- */
+
+extern char __kernel_end[];
+static uint64_t palloc_next;
+
+static const struct range *ram_ranges(int *n)
+{
+	if (M.dtb_present && M.fdt.valid) {
+		*n = M.fdt.nmem;
+		return M.fdt.mem;
+	}
+	*n = M.nram;
+	return M.memmap ? M.ram : NULL;
+}
+
+/* The end of the highest RAM below 4 GiB (what the identity map reaches). */
+uint64_t ram_top(void)
+{
+	int n;
+	const struct range *r = ram_ranges(&n);
+	uint64_t top = 0;
+	for (int i = 0; r && i < n; i++) {
+		uint64_t end = r[i].base + r[i].size;
+		if (r[i].base >= (1ull << 32))
+			continue;
+		if (end > (1ull << 32))
+			end = 1ull << 32;
+		if (end > top)
+			top = end;
+	}
+	return top;
+}
+
+/* Physical memory for device rings and buffers, never given back: the
+ * first fit above the kernel image, in RAM every description agrees on,
+ * below 4 GiB (identity mapped), clear of the boot structures (command
+ * line, start info, modules, device tree). 0 when there is none. Not
+ * cleared: callers clear what they need, with zero() for large areas. */
+uint64_t palloc(uint64_t size, uint64_t align)
+{
+	int nr;
+	const struct range *r = ram_ranges(&nr);
+	if (!r || !size || (align & (align - 1)))
+		return 0;
+	if (!palloc_next)
+		palloc_next = (uint64_t)(uintptr_t)__kernel_end;
+	uint64_t a = (palloc_next + align - 1) & ~(align - 1);
+	for (int guard = 0; guard < 4 * MAX_RANGES; guard++) {
+		if (a < palloc_next || !phys_low(a, size))
+			return 0;
+		bool moved = false;
+		for (int i = 0; i < M.nused; i++) {
+			const struct range *u = &M.used[i];
+			if (a < u->base + u->size && u->base < a + size) {
+				a = (u->base + u->size + align - 1) & ~(align - 1);
+				moved = true;
+			}
+		}
+		if (moved)
+			continue;
+		if (!ranges_cover(r, nr, a, size)) {
+			uint64_t next = ~0ull;
+			for (int i = 0; i < nr; i++)
+				if (r[i].base > a && r[i].base < next)
+					next = r[i].base;
+			if (next == ~0ull)
+				return 0;
+			a = (next + align - 1) & ~(align - 1);
+			continue;
+		}
+		palloc_next = a + size;
+		return a;
+	}
+	return 0;
+}
+
+/* Device registers: below 4 GiB the identity map serves (uncached in the
+ * top GiB, where firmware and VMMs put PCI windows); above, uncached 2 MiB
+ * windows in the upper half of window_pd (virtual 4.5 to 5 GiB; the lower
+ * half is the mem check's). The range must not cross a 2 MiB boundary. */
+extern uint64_t window_pd[512];
+
+void *ioremap(uint64_t pa, uint64_t len)
+{
+	if (phys_low(pa, len))
+		return (void *)(uintptr_t)pa;
+	uint64_t frame = pa & ~0x1fffffull;
+	if (pa + len < pa || ((pa + len - 1) & ~0x1fffffull) != frame)
+		return NULL;
+	int slot = -1;
+	for (int i = 256; i < 512; i++) {
+		if ((window_pd[i] & ~0xfffull) == frame && window_pd[i]) {
+			slot = i;
+			break;
+		}
+		if (!window_pd[i] && slot < 0)
+			slot = i;
+	}
+	if (slot < 0)
+		return NULL;
+	uint64_t va = (1ull << 32) + (uint64_t)slot * 0x200000;
+	if (!window_pd[slot]) {
+		window_pd[slot] = frame | 0x9b; /* P, RW, PWT, PCD, PS */
+		__asm__ volatile("invlpg (%0)" : : "r"(va) : "memory");
+	}
+	return (void *)(uintptr_t)(va + (pa & 0x1fffff));
+}

@@ -11,9 +11,13 @@
  * quantisation at each end, plus ticks the hypervisor delivers late). */
 #define PIT_TOLERANCE 3
 
-/* Without timer interrupts, wait_tick() spins on the TSC for this many
- * cycles: at least 10 ms for any TSC up to 3 GHz. */
-#define TSC_FALLBACK_CYCLES 30000000ull
+/* Until the first tick has been seen, wait_tick() spins on the TSC for at
+ * most this many cycles: 50 ms at 3 GHz, 5 tick periods. One period was
+ * too tight: a boot that reaches its first wait_tick right after
+ * pit_start() on a loaded host (the first tick late, the vCPU
+ * descheduled, the TSC faster than 3 GHz) saw no tick in time and
+ * declared the PIT dead. */
+#define TSC_FALLBACK_CYCLES 150000000ull
 
 volatile uint64_t ticks;
 static volatile bool alive;

@@ -171,6 +171,24 @@ char *x86_kernel_cmdline(const char *params, bool is_linux,
 	return s;
 }
 
+char *x86_machine_cmdline(struct machine *m, const char *params,
+			  bool is_linux)
+{
+	bool hvc = m->cfg.console_kind == CONSOLE_VIRTIO;
+	char *joined, *s;
+
+	/* What devices tell Linux (virtio_mmio.device=...) goes before -p,
+	 * so the user's word is last and wins. */
+	if (!is_linux || !m->linux_params || !*m->linux_params)
+		return x86_kernel_cmdline(params, is_linux, hvc);
+	if (asprintf(&joined, "%s%s%s", m->linux_params,
+		     params && *params ? " " : "", params ? params : "") < 0)
+		return NULL;
+	s = x86_kernel_cmdline(joined, is_linux, hvc);
+	free(joined);
+	return s;
+}
+
 /* ---- GDT, page tables, BIOS data area ----------------------------------- */
 
 static int put(struct machine *m, uint64_t gpa, const void *src, uint64_t len)

@@ -155,8 +155,7 @@ int x86_load_bzimage(struct machine *m, const struct x86_image *k,
 	b->kernel_start = bz.load_addr;
 	b->kernel_end = bz.load_addr + need;
 
-	cmdline = x86_kernel_cmdline(params, true,
-				     m->cfg.console_kind == CONSOLE_VIRTIO);
+	cmdline = x86_machine_cmdline(m, params, true);
 	if (!cmdline)
 		return -ENOMEM;
 	err = x86_write_boot_common(m, k, cmdline, bz.cmdline_size, b);

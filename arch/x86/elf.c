@@ -295,8 +295,7 @@ int x86_load_elf(struct machine *m, const struct x86_image *k,
 	b->kernel_end = elf->end;
 
 	/* Linux gets lkvm's defaults, whichever entry it takes. */
-	cmdline = x86_kernel_cmdline(params, elf->is_linux,
-				     m->cfg.console_kind == CONSOLE_VIRTIO);
+	cmdline = x86_machine_cmdline(m, params, elf->is_linux);
 	if (!cmdline) {
 		err = -ENOMEM;
 		goto out;

@@ -15,6 +15,24 @@ struct command {
 int cmd_run(int argc, char **argv);
 void help_run(FILE *f);
 
+/* Controlling running guests (docs/control.md). */
+int cmd_list(int argc, char **argv);
+void help_list(FILE *f);
+int cmd_pause(int argc, char **argv);
+void help_pause(FILE *f);
+int cmd_resume(int argc, char **argv);
+void help_resume(FILE *f);
+int cmd_stop(int argc, char **argv);
+void help_stop(FILE *f);
+int cmd_stat(int argc, char **argv);
+void help_stat(FILE *f);
+int cmd_debug(int argc, char **argv);
+void help_debug(FILE *f);
+int cmd_console(int argc, char **argv);
+void help_console(FILE *f);
+int cmd_wait(int argc, char **argv);
+void help_wait(FILE *f);
+
 /* The table in main.c, for `lkvm help`. */
 const struct command *find_command(const char *name);
 void print_commands(FILE *f);

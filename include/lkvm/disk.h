@@ -52,14 +52,26 @@ struct disk_info {
 /*
  * Opens "PATH[,ro]". Detects the format from the contents; refuses a
  * corrupt or unsupported image with one line naming the file and the
- * problem (printed) and a negative errno.
+ * problem (printed) and a negative errno. ",format=raw" or
+ * ",format=qcow2" may follow to skip the detection (a raw disk whose
+ * guest wrote a qcow2 header stays raw). Images are locked (flock): a
+ * writer excludes every other opener (-EBUSY), readers share.
+ *
+ * The serial number is "lkvm" and 16 hex digits of a hash of the
+ * canonical path: the same file has the same serial every time.
  */
 int disk_open(const char *spec, struct disk **out);
-void disk_close(struct disk *d);	/* waits for requests in flight */
+/*
+ * Waits for requests in flight, running their done() callbacks in the
+ * calling thread (the one that calls disk_complete), then frees the disk.
+ */
+void disk_close(struct disk *d);
 const struct disk_info *disk_info(const struct disk *d);
 
 /* -EROFS for writes to a read-only disk, -EINVAL for ranges past the
- * end; such requests are refused without calling done(). */
+ * end; such requests are refused without calling done(). Otherwise done()
+ * runs exactly once, in disk_complete(), never inside disk_submit(). A
+ * FLUSH covers the writes completed before it was submitted. */
 int disk_submit(struct disk *d, struct disk_req *r);
 int disk_completion_fd(const struct disk *d);
 void disk_complete(struct disk *d);

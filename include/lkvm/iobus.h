@@ -30,6 +30,8 @@ struct io_region {
 	io_handler_fn fn;
 	void *opaque;
 	const char *name;
+	/* Accesses dispatched to the region, for `lkvm stat` (atomic). */
+	uint64_t reads, writes, bytes;
 };
 
 enum iobus_kind { IOBUS_PIO, IOBUS_MMIO };
@@ -64,5 +66,9 @@ bool iobus_access(struct iobus *bus, struct kvm_vcpu *vcpu, uint64_t addr,
 
 /* Statistics for `lkvm stat` and the bench. */
 uint64_t iobus_unclaimed(const struct iobus *bus);
+/* Calls fn for every registered region, under the bus's read lock. */
+void iobus_for_each(struct iobus *bus,
+		    void (*fn)(const struct io_region *r, void *arg),
+		    void *arg);
 
 #endif

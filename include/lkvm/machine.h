@@ -36,6 +36,8 @@ struct machine_config {
 	enum console_kind console_kind;
 	struct opt_list disks, nets, p9;
 	bool rng, balloon;
+	bool detach;			/* --detach: no terminal, runs on */
+	const char *console_log;	/* --console-log FILE */
 };
 
 /* One contiguous range of guest-physical memory backed by host memory. */
@@ -51,6 +53,11 @@ struct mem_region {
 
 struct pci_bus;
 struct fd_watch;
+struct vcpu_ctl;
+struct machine_vcpu_ctl;
+struct control;
+struct counters;
+struct msi_routes;
 
 struct vcpu {
 	struct machine *m;
@@ -58,6 +65,7 @@ struct vcpu {
 	unsigned int id;
 	pthread_t thread;
 	bool started;
+	struct vcpu_ctl *ctl;	/* holds, parking, work (lkvm/vcpu.h) */
 };
 
 typedef void (*fd_handler_fn)(struct machine *m, int fd, void *opaque);
@@ -109,6 +117,22 @@ struct machine {
 	int wake_fd;
 	int exit_status;
 	bool stopping;
+
+	/* Control: vCPU events (kvm/vcpu.c), the control socket
+	 * (kvm/control.c), device counters for `lkvm stat` (kvm/stats.c). */
+	struct machine_vcpu_ctl *vctl;
+	struct control *control;
+	struct counters *counters;
+
+	/*
+	 * Virtio (virtio/): the MSI routes that virtio-pci's MSI-X vectors
+	 * add to the GSI routing table; and what devices add to a Linux
+	 * guest's command line (virtio_mmio.device=... for each virtio-mmio
+	 * device), space-separated, malloc'd, NULL when nothing: the boot
+	 * loader appends it for Linux kernels.
+	 */
+	struct msi_routes *msi_routes;
+	char *linux_params;
 };
 
 /* Guest memory. */
@@ -171,6 +195,9 @@ void machine_dump_vcpu(struct machine *m, struct vcpu *v, const char *why);
 int machine_setup_config(struct machine *m);	/* device config blocks */
 int machine_init(struct machine *m);	/* KVM, memory, devices, boot */
 int machine_run(struct machine *m);	/* vCPUs and main loop; status */
+/* One round of the main loop: waits up to timeout_ms (-1: no limit) and
+ * calls the handlers of ready fds. Returns how many were ready or -errno. */
+int machine_poll(struct machine *m, int timeout_ms);
 void machine_exit(struct machine *m);
 
 #endif

@@ -63,6 +63,12 @@ int pci_register(struct machine *m, struct pci_device *d, uint16_t vendor,
 		 uint16_t device, uint32_t class_code, uint16_t subsys_vendor,
 		 uint16_t subsys_id);
 
+/*
+ * Unplugs the device (its slot reads all ones again, its INTx drops).
+ * The caller has stopped its BARs decoding; the bus forgets the pointer.
+ */
+void pci_unregister(struct pci_device *d);
+
 /* Iterates over plugged devices: pass NULL to start. */
 struct pci_device *pci_next_device(struct machine *m, struct pci_device *prev);
 

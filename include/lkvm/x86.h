@@ -150,6 +150,10 @@ unsigned int x86_build_e820(struct machine *m, struct x86_e820 *e,
  * does not set itself, then params; for anything else params as is.
  * Returns a malloc'd string.
  */
+/* The same for a machine: adds what its devices tell Linux (virtio-mmio
+ * devices) and picks the console. */
+char *x86_machine_cmdline(struct machine *m, const char *params,
+			  bool is_linux);
 char *x86_kernel_cmdline(const char *params, bool is_linux,
 			 bool virtio_console);
 

@@ -62,6 +62,12 @@ static void show(const struct fdt_info *f)
 		printf("serial: %s 0x%llx irq %d\n",
 		       !f->serial[i].has_reg ? "no reg" : f->serial[i].io ? "io" : "mem",
 		       (unsigned long long)f->serial[i].addr, f->serial[i].irq);
+	if (f->nvirtio)
+		printf("virtio,mmio: %d\n", f->nvirtio);
+	for (int i = 0; i < f->nvirtio && i < FDT_MAX_VIRTIO; i++)
+		printf("virtio,mmio: 0x%llx+0x%llx irq %d\n",
+		       (unsigned long long)f->virtio[i].addr,
+		       (unsigned long long)f->virtio[i].size, f->virtio[i].irq);
 }
 
 /* Every read the reader makes must stay inside the exact-size copy. */

@@ -1,0 +1,29 @@
+# Fuzz harnesses: fuzz/fuzz-NAME.c is a libFuzzer target, built with clang
+# together with the sources it exercises (FUZZ_SRC_fuzz-NAME, compiled
+# with coverage and sanitizers) and linked against the rest of the library.
+#
+#   make fuzz              every harness for FUZZ_TIME seconds (default 60)
+#   make fuzz FUZZ_TIME=5  what `make check` does, through tests/fuzz.bats
+#
+# Crashes and their inputs land in build/fuzz/NAME-crashes/.
+
+FUZZCC    ?= clang
+FUZZFLAGS := -std=gnu11 -g -O1 -D_GNU_SOURCE -Iinclude -Itests/unit \
+             -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+FUZZ_TIME ?= 60
+# Only where clang is installed: the rest of the build needs gcc alone.
+FUZZ      := $(if $(shell command -v $(FUZZCC) 2>/dev/null), \
+               $(patsubst fuzz/%.c,$(O)/fuzz/%,$(wildcard fuzz/fuzz-*.c)))
+
+FUZZ_SRC_fuzz-virtq := virtio/queue.c
+FUZZ_SRC_fuzz-kvmi := kvm/kvmi-proto.c
+FUZZ_SRC_fuzz-qcow2 := $(wildcard disk/*.c)
+
+.SECONDEXPANSION:
+$(O)/fuzz/%: fuzz/%.c $$(FUZZ_SRC_$$*) $(O)/liblkvm.a
+	@mkdir -p $(dir $@)
+	$(FUZZCC) $(FUZZFLAGS) -o $@ $< $(FUZZ_SRC_$*) $(O)/liblkvm.a $(LDLIBS)
+
+.PHONY: fuzz
+fuzz: $(FUZZ)
+	@fuzz/run $(FUZZ_TIME) $(FUZZ)

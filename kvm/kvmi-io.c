@@ -1,0 +1,366 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The KVMI transport both ends share: one message per call over a stream
+ * socket (with a passed descriptor when there is one), the cookie file,
+ * nonces, and the handshake's exchange of messages. Standalone: part of
+ * libkvmi.a as well as of lkvm.
+ */
+#include "lkvm/kvmi-proto.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define HDR_SIZE sizeof(struct kvmi_msg_hdr)
+#define MAX_IOV 8
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Waits for events on fd until deadline (-1: none): 0, -ETIMEDOUT. */
+static int wait_fd(int fd, short events, int64_t deadline)
+{
+	struct pollfd pfd = { .fd = fd, .events = events };
+	int r;
+
+	for (;;) {
+		int ms = -1;
+
+		if (deadline >= 0) {
+			int64_t left = deadline - now_ms();
+
+			if (left <= 0)
+				return -ETIMEDOUT;
+			ms = left > 1000000 ? 1000000 : (int)left;
+		}
+		r = poll(&pfd, 1, ms);
+		if (r > 0)
+			return 0;
+		if (r < 0 && errno != EINTR)
+			return -errno;
+	}
+}
+
+int kvmi_io_send(int fd, const struct iovec *iov, int iovcnt, int pass_fd)
+{
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} ctl;
+	struct iovec v[MAX_IOV];
+	struct msghdr mh = { .msg_iov = v, .msg_iovlen = iovcnt };
+	int64_t deadline = -1;
+	bool first = true;
+
+	if (iovcnt < 1 || iovcnt > MAX_IOV)
+		return -EINVAL;
+	memcpy(v, iov, sizeof(*iov) * iovcnt);
+	for (;;) {
+		ssize_t n;
+
+		while (mh.msg_iovlen && !mh.msg_iov->iov_len) {
+			mh.msg_iov++;
+			mh.msg_iovlen--;
+		}
+		if (!mh.msg_iovlen)
+			return 0;
+		if (first && pass_fd >= 0) {
+			memset(&ctl, 0, sizeof(ctl));
+			mh.msg_control = ctl.buf;
+			mh.msg_controllen = sizeof(ctl.buf);
+			CMSG_FIRSTHDR(&mh)->cmsg_level = SOL_SOCKET;
+			CMSG_FIRSTHDR(&mh)->cmsg_type = SCM_RIGHTS;
+			CMSG_FIRSTHDR(&mh)->cmsg_len = CMSG_LEN(sizeof(int));
+			memcpy(CMSG_DATA(CMSG_FIRSTHDR(&mh)), &pass_fd,
+			       sizeof(int));
+		} else {
+			mh.msg_control = NULL;
+			mh.msg_controllen = 0;
+		}
+		n = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0) {
+			int err = errno;
+
+			if (err == EINTR)
+				continue;
+			if (err != EAGAIN && err != EWOULDBLOCK)
+				return -err;
+			/* A peer that stops reading cannot hold us. */
+			if (deadline < 0)
+				deadline = now_ms() + KVMI_IO_MSG_TIMEOUT_MS;
+			err = wait_fd(fd, POLLOUT, deadline);
+			if (err)
+				return err;
+			continue;
+		}
+		first = false;
+		deadline = -1;
+		while (n > 0) {
+			size_t k = (size_t)n < mh.msg_iov->iov_len ?
+					   (size_t)n : mh.msg_iov->iov_len;
+
+			mh.msg_iov->iov_base = (char *)mh.msg_iov->iov_base + k;
+			mh.msg_iov->iov_len -= k;
+			n -= k;
+			if (!mh.msg_iov->iov_len) {
+				mh.msg_iov++;
+				mh.msg_iovlen--;
+			}
+		}
+	}
+}
+
+/* Keeps the first descriptor passed (when wanted), closes any other. */
+static void take_fds(struct msghdr *mh, int *passed_fd)
+{
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
+		size_t n;
+
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < n; i++) {
+			int fd;
+
+			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(fd));
+			if (passed_fd && *passed_fd < 0)
+				*passed_fd = fd;
+			else
+				close(fd);
+		}
+	}
+}
+
+/*
+ * Reads exactly len bytes. *got counts what came so far (across calls),
+ * to tell a clean end between messages from one inside a message.
+ */
+static int read_exact(int fd, uint8_t *p, size_t len, int64_t first_deadline,
+		      size_t *got, int *passed_fd)
+{
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(int) * 4)];
+	} ctl;
+	int64_t deadline = *got ? now_ms() + KVMI_IO_MSG_TIMEOUT_MS
+				: first_deadline;
+
+	while (len) {
+		struct iovec v = { .iov_base = p, .iov_len = len };
+		struct msghdr mh = {
+			.msg_iov = &v,
+			.msg_iovlen = 1,
+			.msg_control = ctl.buf,
+			.msg_controllen = sizeof(ctl.buf),
+		};
+		ssize_t n;
+		int err;
+
+		err = wait_fd(fd, POLLIN, deadline);
+		if (err)
+			return err == -ETIMEDOUT && *got ? -EPROTO : err;
+		n = recvmsg(fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+		if (n < 0) {
+			if (errno == EINTR || errno == EAGAIN ||
+			    errno == EWOULDBLOCK)
+				continue;
+			err = -errno;
+			/* Cut off inside a message: the stream is lost. */
+			return err == -ECONNRESET && *got ? -EPROTO : err;
+		}
+		take_fds(&mh, passed_fd);
+		if (!n)
+			return *got ? -EPROTO : -ECONNRESET;
+		if (!*got)
+			deadline = now_ms() + KVMI_IO_MSG_TIMEOUT_MS;
+		*got += n;
+		p += n;
+		len -= n;
+	}
+	return 0;
+}
+
+int kvmi_io_recv(int fd, void *buf, size_t cap, int timeout_ms, size_t *len,
+		 int *passed_fd)
+{
+	int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+	struct kvmi_msg_hdr hdr;
+	int fd_in = -1;
+	size_t got = 0;
+	int err;
+
+	*len = 0;
+	if (passed_fd)
+		*passed_fd = -1;
+	if (cap < HDR_SIZE)
+		return -EINVAL;
+	err = read_exact(fd, buf, HDR_SIZE, deadline, &got, &fd_in);
+	if (!err) {
+		memcpy(&hdr, buf, sizeof(hdr));
+		if (kvmi_check_hdr(&hdr) || HDR_SIZE + hdr.size > cap)
+			err = -EMSGSIZE;
+	}
+	if (!err)
+		err = read_exact(fd, (uint8_t *)buf + HDR_SIZE, hdr.size,
+				 deadline, &got, &fd_in);
+	if (err) {
+		if (fd_in >= 0)
+			close(fd_in);
+		return err;
+	}
+	*len = HDR_SIZE + hdr.size;
+	if (passed_fd)
+		*passed_fd = fd_in;
+	else if (fd_in >= 0)
+		close(fd_in);
+	return 0;
+}
+
+int kvmi_io_cookie_load(const char *path, void *buf, size_t *len)
+{
+	struct stat st;
+	size_t got = 0;
+	int fd, err = 0;
+
+	*len = 0;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0) {
+		err = -errno;
+	} else if (!S_ISREG(st.st_mode)) {
+		err = -EINVAL;
+	} else if (st.st_mode & 077) {
+		/* A secret others can read authenticates nobody. */
+		err = -EPERM;
+	} else if (st.st_size < KVMI_COOKIE_MIN ||
+		   st.st_size > KVMI_COOKIE_MAX) {
+		err = -EINVAL;
+	}
+	while (!err && got < (size_t)st.st_size) {
+		ssize_t n = read(fd, (uint8_t *)buf + got, st.st_size - got);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			err = n < 0 ? -errno : -EINVAL;
+		else
+			got += n;
+	}
+	close(fd);
+	if (err) {
+		explicit_bzero(buf, got);
+		return err;
+	}
+	*len = got;
+	return 0;
+}
+
+int kvmi_io_random(void *buf, size_t len)
+{
+	size_t got = 0;
+
+	while (got < len) {
+		ssize_t n = getrandom((uint8_t *)buf + got, len - got, 0);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		got += n;
+	}
+	return 0;
+}
+
+static int send_buf(int fd, const void *buf, size_t len)
+{
+	struct iovec v = { .iov_base = (void *)buf, .iov_len = len };
+
+	return kvmi_io_send(fd, &v, 1, -1);
+}
+
+int kvmi_io_handshake_vmm(int fd, const void *cookie, size_t cookie_len,
+			  const struct kvmi_guest *info, int timeout_ms)
+{
+	uint8_t nonce[KVMI_LKVM_NONCE_SIZE];
+	uint8_t buf[KVMI_HS_MSG_MAX];
+	struct kvmi_hs hs;
+	size_t len;
+	ssize_t n;
+	int err;
+
+	err = kvmi_hs_init(&hs, cookie, cookie_len);
+	if (!err)
+		err = kvmi_io_random(nonce, sizeof(nonce));
+	if (!err) {
+		n = kvmi_hs_hello(&hs, nonce, buf, sizeof(buf));
+		err = n < 0 ? (int)n : send_buf(fd, buf, n);
+	}
+	if (!err)
+		err = kvmi_io_recv(fd, buf, sizeof(buf), timeout_ms, &len,
+				   NULL);
+	if (err == -EMSGSIZE)
+		err = -EPROTO;
+	if (!err) {
+		err = kvmi_hs_check_auth(&hs, buf, len);
+		if (err == -EACCES) {
+			n = kvmi_hs_reject(buf, sizeof(buf));
+			if (n > 0)
+				send_buf(fd, buf, n);
+		}
+	}
+	if (!err) {
+		n = kvmi_hs_welcome(&hs, info, buf, sizeof(buf));
+		err = n < 0 ? (int)n : send_buf(fd, buf, n);
+	}
+	kvmi_hs_wipe(&hs);
+	return err;
+}
+
+int kvmi_io_handshake_tool(int fd, const void *cookie, size_t cookie_len,
+			   int timeout_ms, struct kvmi_guest *info)
+{
+	uint8_t nonce[KVMI_LKVM_NONCE_SIZE];
+	uint8_t buf[KVMI_HS_MSG_MAX];
+	struct kvmi_hs hs;
+	size_t len;
+	ssize_t n;
+	int err;
+
+	err = kvmi_hs_init(&hs, cookie, cookie_len);
+	if (!err)
+		err = kvmi_io_recv(fd, buf, sizeof(buf), timeout_ms, &len,
+				   NULL);
+	if (err == -EMSGSIZE)
+		err = -EPROTO;
+	if (!err)
+		err = kvmi_hs_check_hello(&hs, buf, len);
+	if (!err)
+		err = kvmi_io_random(nonce, sizeof(nonce));
+	if (!err) {
+		n = kvmi_hs_auth(&hs, nonce, buf, sizeof(buf));
+		err = n < 0 ? (int)n : send_buf(fd, buf, n);
+	}
+	if (!err)
+		err = kvmi_io_recv(fd, buf, sizeof(buf), timeout_ms, &len,
+				   NULL);
+	if (err == -EMSGSIZE)
+		err = -EPROTO;
+	/* A VMM that rejects us closes right after saying so. */
+	if (!err)
+		err = kvmi_hs_check_welcome(&hs, buf, len, info);
+	kvmi_hs_wipe(&hs);
+	return err;
+}
