@@ -1,9 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * `lkvm debug` views: the page-table walk level by level, the stack, the
- * ELF core. x86-64 only, like the rest of lkvm today; arch_translate()
- * stays the authority on where an address leads, and the level-by-level
- * walk here is checked against it.
+ * ELF core. x86-64 only, like the rest of lkvm today; the page walk is
+ * arch/x86/pagewalk.c's, shown level by level.
  */
 #include "lkvm/inspect.h"
 
@@ -21,15 +20,13 @@
 #include "lkvm/machine.h"
 #include "lkvm/util.h"
 #include "lkvm/vcpu.h"
+#include "lkvm/x86.h"
 
 #define CR0_PG		(1ull << 31)
-#define CR4_PSE		(1ull << 4)
 #define CR4_PAE		(1ull << 5)
 #define CR4_LA57	(1ull << 12)
 #define EFER_LMA	(1ull << 10)
 #define PTE_P		(1ull << 0)
-#define PTE_PS		(1ull << 7)
-#define ADDR_MASK	0x000ffffffffff000ull
 
 /* ---- the walk, level by level ---------------------------------------- */
 
@@ -57,28 +54,6 @@ static void entry_flags(uint64_t e, bool wide, char *buf, size_t len)
 	}
 }
 
-/* One level: prints it, reads the entry. false when the walk ends. */
-static bool show_level(struct machine *m, FILE *out, const char *name,
-		       unsigned int idx, uint64_t addr, unsigned int size,
-		       uint64_t *e)
-{
-	const void *p = guest_ptr(m, addr, size);
-	char flags[64];
-
-	if (!p) {
-		fprintf(out, "  %-6s[%3u] at 0x%016llx: outside guest memory\n",
-			name, idx, (unsigned long long)addr);
-		return false;
-	}
-	*e = 0;
-	memcpy(e, p, size);
-	entry_flags(*e, size == 8, flags, sizeof(flags));
-	fprintf(out, "  %-6s[%3u] at 0x%016llx: 0x%0*llx %s\n", name, idx,
-		(unsigned long long)addr, size * 2, (unsigned long long)*e,
-		*e & PTE_P ? flags : "not present");
-	return *e & PTE_P;
-}
-
 static const char *page_size(unsigned int shift)
 {
 	switch (shift) {
@@ -90,112 +65,65 @@ static const char *page_size(unsigned int shift)
 	return "?";
 }
 
+/* Prints each level the walk reads (arch/x86/pagewalk.c walks). */
+static void show_step(void *ctx, const struct x86_walk_step *st)
+{
+	FILE *out = ctx;
+	char flags[64];
+
+	if (!st->readable) {
+		fprintf(out, "  %-6s[%3u] at 0x%016llx: outside guest memory\n",
+			st->name, st->index, (unsigned long long)st->addr);
+		return;
+	}
+	entry_flags(st->entry, st->size == 8, flags, sizeof(flags));
+	fprintf(out, "  %-6s[%3u] at 0x%016llx: 0x%0*llx %s\n", st->name,
+		st->index, (unsigned long long)st->addr, st->size * 2,
+		(unsigned long long)st->entry,
+		st->entry & PTE_P ? flags : "not present");
+	if (st->page_shift && st->page_shift != 12)
+		fprintf(out, "  (a %s page)\n", page_size(st->page_shift));
+}
+
 static int walk(struct machine *m, const struct kvm_sregs *s, uint64_t va,
 		FILE *out, uint64_t *gpa)
 {
-	static const char *const names64[] = { "PML5E", "PML4E", "PDPTE",
-					       "PDE", "PTE" };
-	unsigned int levels, first;
-	uint64_t table, e;
+	struct x86_paging p = { s->cr0, s->cr3, s->cr4, s->efer };
 
-	if (!(s->cr0 & CR0_PG)) {
-		*gpa = s->efer & EFER_LMA ? va : va & 0xffffffff;
+	if (!(s->cr0 & CR0_PG))
 		fprintf(out, "paging is off: linear addresses are physical\n");
-		return 0;
-	}
-	if (!(s->cr4 & CR4_PAE)) {
-		unsigned int i = (unsigned int)(va >> 22) & 0x3ff;
-
+	else if (!(s->cr4 & CR4_PAE))
 		fprintf(out, "32-bit paging, cr3 0x%llx\n",
 			(unsigned long long)s->cr3);
-		va &= 0xffffffff;
-		if (!show_level(m, out, "PDE", i, (s->cr3 & 0xfffff000) + i * 4,
-				4, &e))
-			return -EFAULT;
-		if ((e & PTE_PS) && (s->cr4 & CR4_PSE)) {
-			*gpa = (e & 0xffc00000) | ((e >> 13) & 0xff) << 32 |
-			       (va & 0x3fffff);
-			fprintf(out, "  (a %s page)\n", page_size(22));
-			return 0;
-		}
-		i = (unsigned int)(va >> 12) & 0x3ff;
-		if (!show_level(m, out, "PTE", i, (e & 0xfffff000) + i * 4, 4,
-				&e))
-			return -EFAULT;
-		*gpa = (e & 0xfffff000) | (va & 0xfff);
-		return 0;
-	}
-	if (!(s->efer & EFER_LMA)) {
-		unsigned int i = (unsigned int)(va >> 30) & 3;
-
+	else if (!(s->efer & EFER_LMA))
 		fprintf(out, "PAE paging, cr3 0x%llx\n",
 			(unsigned long long)s->cr3);
-		va &= 0xffffffff;
-		if (!show_level(m, out, "PDPTE", i,
-				(s->cr3 & 0xffffffe0) + i * 8, 8, &e))
-			return -EFAULT;
-		table = e & ADDR_MASK;
-		levels = 2;
-		first = 3;
-	} else {
+	else {
 		unsigned int width = s->cr4 & CR4_LA57 ? 57 : 48;
 		int64_t sva = (int64_t)(va << (64 - width)) >> (64 - width);
 
 		fprintf(out, "%u-level paging, cr3 0x%llx\n",
 			width == 57 ? 5 : 4, (unsigned long long)s->cr3);
-		if ((uint64_t)sva != va) {
+		if ((uint64_t)sva != va)
 			fprintf(out, "  0x%llx is not canonical\n",
 				(unsigned long long)va);
-			return -EFAULT;
-		}
-		table = s->cr3 & ADDR_MASK;
-		levels = width == 57 ? 5 : 4;
-		first = 5 - levels;
 	}
-	for (unsigned int l = 0; l < levels; l++) {
-		unsigned int shift = 12 + 9 * (levels - 1 - l);
-		unsigned int i = (unsigned int)(va >> shift) & 0x1ff;
-		const char *name = names64[first + l];
-		bool leaf = l == levels - 1;
-
-		if (!show_level(m, out, name, i, table + i * 8, 8, &e))
-			return -EFAULT;
-		if (!leaf && (e & PTE_PS) &&
-		    (!strcmp(name, "PDE") || !strcmp(name, "PDPTE"))) {
-			leaf = true;
-			fprintf(out, "  (a %s page)\n", page_size(shift));
-		}
-		if (leaf) {
-			uint64_t mask = (1ull << shift) - 1;
-
-			*gpa = (e & ADDR_MASK & ~mask) | (va & mask);
-			return 0;
-		}
-		table = e & ADDR_MASK;
-	}
-	return -EFAULT;
+	return x86_translate_walk(m, &p, va, gpa, show_step, out);
 }
 
 int inspect_translate(struct machine *m, struct vcpu *v, uint64_t gva,
 		      FILE *out)
 {
 	struct vcpu_regs s;
-	uint64_t gpa = 0, check = 0;
-	int err, cerr;
+	uint64_t gpa = 0;
+	int err;
 
 	err = vcpu_get_state(v, VCPU_STATE_SREGS, &s);
 	if (err)
 		return err;
 	fprintf(out, "vCPU %u: 0x%llx: ", v->id, (unsigned long long)gva);
 	err = walk(m, &s.sregs, gva, out, &gpa);
-	cerr = arch_translate(m, v, gva, &check);
-	if (!err && !cerr && check != gpa) {
-		/* Cannot happen unless the two walks disagree: say so. */
-		fprintf(out, "this walk reads 0x%llx, arch_translate 0x%llx\n",
-			(unsigned long long)gpa, (unsigned long long)check);
-		gpa = check;
-	}
-	if (err || cerr) {
+	if (err) {
 		fprintf(out, "0x%llx is not mapped\n", (unsigned long long)gva);
 		return -EFAULT;
 	}

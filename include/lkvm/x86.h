@@ -385,6 +385,21 @@ struct x86_paging {
  * 32-bit (4 KiB and 4 MiB pages), PAE, 4- and 5-level long mode (2 MiB and
  * 1 GiB pages). -EFAULT when not present or a table is outside RAM.
  */
+/* One table entry the walk read, for callers that show the walk. */
+struct x86_walk_step {
+	const char *name;	/* "PML4E", "PDPTE", "PDE", "PTE"... */
+	unsigned int index;	/* the entry's index in its table */
+	uint64_t addr;		/* guest-physical address of the entry */
+	unsigned int size;	/* 4 or 8 bytes */
+	uint64_t entry;		/* its value, when readable */
+	bool readable;		/* false: the entry lies outside RAM */
+	unsigned int page_shift; /* it maps a page of 1 << shift bytes; 0 */
+};
+typedef void (*x86_walk_fn)(void *ctx, const struct x86_walk_step *step);
+
+/* x86_translate, calling fn (when not NULL) for each level it reads. */
+int x86_translate_walk(struct machine *m, const struct x86_paging *p,
+		       uint64_t gva, uint64_t *gpa, x86_walk_fn fn, void *ctx);
 int x86_translate(struct machine *m, const struct x86_paging *p,
 		  uint64_t gva, uint64_t *gpa);
 
