@@ -119,11 +119,26 @@ static void finish(struct blk_req *r, uint8_t status)
 	put_req(b, r);
 }
 
+static void submit(struct blk_req *r, enum disk_op op, uint64_t offset,
+		   uint64_t len, unsigned int iovcnt);
+
 static void disk_done(struct disk_req *dr, int result)
 {
 	struct blk_req *r = dr->opaque;
+	struct blk *b = r->b;
 
-	r->b->inflight--;
+	b->inflight--;
+	/*
+	 * A driver that did not take VIRTIO_BLK_F_FLUSH cannot ask for one
+	 * and assumes a write-through device (Linux does, and QEMU then
+	 * writes through): a write is durable before it completes.
+	 */
+	if (!result && !b->resetting &&
+	    (dr->op == DISK_WRITE || dr->op == DISK_WRITE_ZEROES) &&
+	    !virtio_has_feature(b->d, BLK_F_FLUSH)) {
+		submit(r, DISK_FLUSH, 0, 0, 0);
+		return;
+	}
 	finish(r, result ? BLK_S_IOERR : BLK_S_OK);
 }
 

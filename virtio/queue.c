@@ -278,9 +278,16 @@ bool virtq_need_interrupt(struct virtq *vq)
 	if (!virtq_ready(vq))
 		return false;
 	full_fence();
-	if (!vq->event_idx)
-		return !(load16(&vq->avail->flags) &
-			 VIRTQ_AVAIL_F_NO_INTERRUPT);
+	if (!vq->event_idx) {
+		/* Nothing used since the last interrupt: a wake-up to an
+		 * unchanged ring costs the driver for nothing. */
+		if ((valid && old == now) ||
+		    (load16(&vq->avail->flags) & VIRTQ_AVAIL_F_NO_INTERRUPT))
+			return false;
+		vq->signalled_used = now;
+		vq->signalled_valid = true;
+		return true;
+	}
 	vq->signalled_used = now;
 	vq->signalled_valid = true;
 	if (!valid)

@@ -902,6 +902,15 @@ static void test_blk(void)
 			  "device works after each");
 	}
 
+	/* The driver above took no FLUSH: writes are written through
+	 * (a flush follows each one before it completes). */
+	memset(buf, 0x3c, 4096);
+	CHECK(blk_req(&d, 1, 300, B_BUF, 4096, false) == 0 &&
+		      (memset(buf, 0, 4096),
+		       blk_req(&d, 0, 300, B_BUF, 4096, true) == 0) &&
+		      buf[0] == 0x3c && buf[4095] == 0x3c,
+	      "blk: without FLUSH negotiated a write completes and reads back");
+
 	/* Too short for a header: the queue stops with NEEDS_RESET. */
 	{
 		struct seg s = { B_ST, 1, true };
