@@ -96,7 +96,7 @@ run: setup
 unit: $(UNIT) $(SANUNIT)
 
 check: setup
-	@$(MAKE) --no-print-directory all unit $(FUZZ) $(patsubst bench/%.c,$(O)/bench/%,$(wildcard bench/*.c))
+	@$(MAKE) --no-print-directory all unit fuzz-build $(patsubst bench/%.c,$(O)/bench/%,$(wildcard bench/*.c))
 	@tests/run
 
 # Boots Debian's cloud kernel (downloaded once) to check the Linux boot
