@@ -58,28 +58,6 @@ void help_debug(FILE *f)
 		   "guest memory), or a --translate address is not mapped.\n");
 }
 
-static void hexdump(uint64_t addr, const unsigned char *p, size_t len)
-{
-	for (size_t off = 0; off < len; off += 16) {
-		size_t n = MIN((size_t)16, len - off);
-		char ascii[17];
-
-		printf("%016llx ", (unsigned long long)(addr + off));
-		for (size_t i = 0; i < 16; i++) {
-			if (i == 8)
-				printf(" ");
-			if (i < n)
-				printf(" %02x", p[off + i]);
-			else
-				printf("   ");
-			ascii[i] = i < n && p[off + i] >= 0x20 && p[off + i] < 0x7f ?
-					   (char)p[off + i] : '.';
-		}
-		ascii[n] = '\0';
-		printf("  |%s|\n", ascii);
-	}
-}
-
 /* A text request; its answer goes to stdout. 0 or 1. */
 static int text(struct ctl_conn *c, uint16_t op, const void *req, size_t len)
 {
@@ -116,7 +94,7 @@ static int show_mem(struct ctl_conn *c, uint64_t gpa, uint64_t len)
 		done += req.len;
 		ctl_result_free(&r);
 	}
-	hexdump(gpa, buf, (size_t)len);
+	hexdump(stdout, gpa, buf, (size_t)len);
 	free(buf);
 	return 0;
 }

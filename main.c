@@ -27,6 +27,8 @@ static const struct command commands[] = {
 	  help_console },
 	{ "wait", "wait for a guest to end, exit with its status", cmd_wait,
 	  help_wait },
+	{ "introspect", "look at a guest through KVMI", cmd_introspect,
+	  help_introspect },
 	{ "help", "show help for lkvm or one command", cmd_help, help_help },
 	{ "version", "print lkvm's version", cmd_version, help_version },
 };

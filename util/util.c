@@ -173,3 +173,27 @@ int write_all(int fd, const void *buf, size_t len)
 	}
 	return 0;
 }
+
+void hexdump(FILE *f, uint64_t addr, const void *buf, size_t len)
+{
+	const unsigned char *p = buf;
+
+	for (size_t off = 0; off < len; off += 16) {
+		size_t n = MIN((size_t)16, len - off);
+		char ascii[17];
+
+		fprintf(f, "%016llx ", (unsigned long long)(addr + off));
+		for (size_t i = 0; i < 16; i++) {
+			if (i == 8)
+				fputc(' ', f);
+			if (i < n)
+				fprintf(f, " %02x", p[off + i]);
+			else
+				fputs("   ", f);
+			ascii[i] = i < n && p[off + i] >= 0x20 && p[off + i] < 0x7f ?
+					   (char)p[off + i] : '.';
+		}
+		ascii[n] = '\0';
+		fprintf(f, "  |%s|\n", ascii);
+	}
+}

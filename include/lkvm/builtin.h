@@ -33,6 +33,10 @@ void help_console(FILE *f);
 int cmd_wait(int argc, char **argv);
 void help_wait(FILE *f);
 
+/* Introspection (docs/kvmi.md). */
+int cmd_introspect(int argc, char **argv);
+void help_introspect(FILE *f);
+
 /* The table in main.c, for `lkvm help`. */
 const struct command *find_command(const char *name);
 void print_commands(FILE *f);

@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
@@ -36,6 +37,9 @@ bool parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out);
  * max_size bounds what is accepted (-EFBIG beyond it).
  */
 int read_file(const char *path, size_t max_size, void **buf, size_t *size);
+
+/* A hex dump, 16 bytes a line, addresses from addr, ASCII on the right. */
+void hexdump(FILE *f, uint64_t addr, const void *buf, size_t len);
 
 /* write() until done or error; returns 0 or -errno. */
 int write_all(int fd, const void *buf, size_t len);

@@ -1,0 +1,80 @@
+#!/usr/bin/env python3
+# A raw KVMI tool for tests/introspect.bats: authenticates with the
+# cookie (docs/kvmi.md, "Handshake"), then sends malformed commands and
+# prints, for each, the error code of lkvm's reply; then a header that
+# announces an oversized message, after which lkvm must close.
+import hashlib, hmac, os, socket, struct, sys
+
+sock_path, cookie_path = sys.argv[1], sys.argv[2]
+cookie = open(cookie_path, "rb").read()
+
+def recv_exact(n):
+    b = b""
+    while len(b) < n:
+        c = s.recv(n - len(b))
+        if not c:
+            raise EOFError
+        b += c
+    return b
+
+def recv_msg():
+    mid, size, seq = struct.unpack("=HHI", recv_exact(8))
+    return mid, seq, recv_exact(size)
+
+def send(mid, seq, data=b""):
+    s.sendall(struct.pack("=HHI", mid, len(data), seq) + data)
+
+def handshake():
+    global s
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(10)
+    s.connect(sock_path)
+    _, _, hello = recv_msg()
+    nv = hello[16:48]
+    nt = os.urandom(32)
+    mac = hmac.new(cookie, b"lkvm-kvmi-v1 tool" + nv + nt,
+                   hashlib.sha256).digest()
+    send(0x602, 0, nt + mac)
+    recv_msg()  # the welcome
+
+def closed():
+    try:
+        return "closed" if not s.recv(64) else "open"
+    except ConnectionResetError:
+        return "closed"
+    except socket.timeout:
+        return "open"
+
+handshake()
+
+def cmd(name, mid, data=b""):
+    seq = cmd.seq = getattr(cmd, "seq", 100) + 1
+    send(mid, seq, data)
+    rid, rseq, reply = recv_msg()
+    assert (rid, rseq) == (mid, seq), (rid, rseq, mid, seq)
+    print(name, struct.unpack("=i", reply[:4])[0])
+
+cmd("unknown", 0x7fe)
+cmd("version-with-data", 2, b"\0" * 8)
+cmd("version", 2)
+cmd("read-padding", 12, struct.pack("=QHHI", 0x1000, 8, 1, 0))
+cmd("read-cross-page", 12, struct.pack("=QHHI", 0xffc, 8, 0, 0))
+cmd("vcpu-out-of-range", 3, struct.pack("=HHI", 5, 0, 0))
+cmd("vcpu-padding", 3, struct.pack("=HHI", 0, 1, 0))
+cmd("check-event-pause", 6, struct.pack("=HHI", 1, 0, 0))
+cmd("check-command-map-memory", 4, struct.pack("=HHI", 0x400, 0, 0))
+cmd("map-memory", 0x400, b"\0" * 8)
+cmd("control-events", 10, struct.pack("=HBBI", 0, 1, 0, 0))
+# An event reply when no event is pending, then more: lkvm closes.
+send(1, 7, struct.pack("=HHI", 0, 0, 0) + struct.pack("=BBHI", 0, 1, 0, 0))
+print("after-bad-reply", closed())
+s.close()
+# A header announcing more than KVMI_MAX_MSG_SIZE: lkvm closes.
+handshake()
+s.sendall(struct.pack("=HHI", 2, 0xffff, 1))
+print("after-oversized", closed())
+s.close()
+# A message cut short: lkvm closes when the tool does, nothing waits.
+handshake()
+s.sendall(struct.pack("=HHI", 12, 16, 1) + b"\0" * 4)
+s.close()
