@@ -12,38 +12,11 @@ setup() {
 }
 
 teardown() {
-	"$LKVM" stop --all --wait >/dev/null 2>&1
-	# Whatever still runs (a test that failed half-way) is killed.
-	for p in ${PIDS:-}; do
-		kill -KILL "$p" 2>/dev/null
-	done
+	stop_guests
 	teardown_tmp
 }
 
-# start NAME [lkvm run options]: a detached heartbeat guest whose console
-# goes to $TMP/NAME.log; waits until its first heartbeat.
-start() {
-	local name=$1
-	shift
-	run "$LKVM" run --detach --name "$name" --console-log "$TMP/$name.log" \
-		-p tests=heartbeat "$@"
-	[ "$status" -eq 0 ] || { echo "run --detach: $output"; return 1; }
-	[ "$output" = "$name" ] || { echo "printed '$output'"; return 1; }
-	PIDS+=" $(guest_pid "$name")"
-	wait_for "$TMP/$name.log" '^# heartbeat 1$' 30
-}
-
-guest_pid() { # name
-	"$LKVM" list --json | python3 -c '
-import json, sys
-for g in json.load(sys.stdin):
-    if g["name"] == sys.argv[1]:
-        print(g.get("pid", ""))' "$1"
-}
-
-last_beat() { # name
-	grep -E '^# heartbeat [0-9]+$' "$TMP/$1.log" | tail -1 | cut -d' ' -f3
-}
+start() { start_heartbeat "$@"; }
 
 # Waits until no process has PID (bounded).
 wait_gone() { # pid [secs]

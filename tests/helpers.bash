@@ -83,3 +83,42 @@ assert_one_line_error() { # pattern
 	[[ "${lines[0]}" == lkvm* ]] || { echo "not an lkvm message: $output"; return 1; }
 	grep -qE -- "$1" <<<"$output" || { echo "'$output' does not match '$1'"; return 1; }
 }
+
+# ---- detached test-kernel guests (control and introspection suites) ----
+
+# The pid of a running guest's lkvm, from `lkvm list --json`.
+guest_pid() { # name
+	"$LKVM" list --json | python3 -c '
+import json, sys
+for g in json.load(sys.stdin):
+    if g["name"] == sys.argv[1]:
+        print(g.get("pid", ""))' "$1"
+}
+
+# start_heartbeat NAME [lkvm run options]: a detached guest running the
+# test kernel's heartbeat, its console in $TMP/NAME.log, its pid added to
+# PIDS; returns once the first heartbeat is there.
+start_heartbeat() {
+	local name=$1
+	shift
+	run "$LKVM" run --detach --name "$name" --console-log "$TMP/$name.log" \
+		-p tests=heartbeat "$@"
+	[ "$status" -eq 0 ] || { echo "run --detach: $output"; return 1; }
+	[ "$output" = "$name" ] || { echo "printed '$output'"; return 1; }
+	PIDS+=" $(guest_pid "$name")"
+	wait_for "$TMP/$name.log" '^# heartbeat 1$' 30
+}
+
+# The last heartbeat number a guest printed.
+last_beat() { # name
+	grep -E '^# heartbeat [0-9]+$' "$TMP/$1.log" | tail -1 | cut -d' ' -f3
+}
+
+# Stops every guest, then kills what a failed test left half-way.
+stop_guests() {
+	"$LKVM" stop --all --wait >/dev/null 2>&1
+	for p in ${PIDS:-}; do
+		kill -KILL "$p" 2>/dev/null
+	done
+	return 0
+}

@@ -14,31 +14,20 @@ setup() {
 }
 
 teardown() {
-	"$LKVM" stop --all --wait >/dev/null 2>&1
-	for p in ${PIDS:-}; do
-		kill -KILL "$p" 2>/dev/null
-	done
+	stop_guests
 	teardown_tmp
 }
 
 # start NAME: a heartbeat guest listening for a tool at $TMP/NAME.sock.
 start() {
-	local name=$1
-	run "$LKVM" run --detach --name "$name" --console-log "$TMP/$name.log" \
-		-p tests=heartbeat \
-		--introspect "listen=$TMP/$name.sock,cookie=$TMP/cookie"
-	[ "$status" -eq 0 ] || { echo "run --detach: $output"; return 1; }
-	wait_for "$TMP/$name.log" '^# heartbeat 1$' 30
+	start_heartbeat "$1" \
+		--introspect "listen=$TMP/$1.sock,cookie=$TMP/cookie"
 }
 
 ki() { # NAME introspect-args...
 	local name=$1
 	shift
 	"$LKVM" introspect --socket "$TMP/$name.sock" --cookie "$TMP/cookie" "$@"
-}
-
-last_beat() { # name
-	grep -E '^# heartbeat [0-9]+$' "$TMP/$1.log" | tail -1 | cut -d' ' -f3
 }
 
 # The bytes of a 64-bit value as a hex dump shows them (little-endian).
