@@ -284,8 +284,11 @@ int cmd_introspect(int argc, char **argv)
 
 	err = kvmi_connect(o.socket, o.cookie, TIMEOUT_MS, &c);
 	if (err) {
+		/* Connecting and the handshake fail on this side: errno. */
 		free(wbuf);
-		return failed(o.socket, err);
+		fprintf(stderr, "lkvm introspect: %s: %s\n", o.socket,
+			strerror(-err));
+		return 1;
 	}
 	kvmi_set_timeout(c, TIMEOUT_MS);
 	if (!strcmp(cmd, "info"))
