@@ -284,11 +284,20 @@ int kvmi_io_random(void *buf, size_t len)
 	return 0;
 }
 
-static int send_buf(int fd, const void *buf, size_t len)
+/* Sends what a handshake builder made: n bytes, or its error. */
+static int send_built(int fd, const void *buf, ssize_t n)
 {
-	struct iovec v = { .iov_base = (void *)buf, .iov_len = len };
+	struct iovec v = { .iov_base = (void *)buf, .iov_len = (size_t)n };
 
-	return kvmi_io_send(fd, &v, 1, -1);
+	return n < 0 ? (int)n : kvmi_io_send(fd, &v, 1, -1);
+}
+
+/* One handshake message; one larger than any of them breaks protocol. */
+static int recv_hs(int fd, uint8_t *buf, int timeout_ms, size_t *len)
+{
+	int err = kvmi_io_recv(fd, buf, KVMI_HS_MSG_MAX, timeout_ms, len, NULL);
+
+	return err == -EMSGSIZE ? -EPROTO : err;
 }
 
 int kvmi_io_handshake_vmm(int fd, const void *cookie, size_t cookie_len,
@@ -298,33 +307,25 @@ int kvmi_io_handshake_vmm(int fd, const void *cookie, size_t cookie_len,
 	uint8_t buf[KVMI_HS_MSG_MAX];
 	struct kvmi_hs hs;
 	size_t len;
-	ssize_t n;
 	int err;
 
 	err = kvmi_hs_init(&hs, cookie, cookie_len);
 	if (!err)
 		err = kvmi_io_random(nonce, sizeof(nonce));
-	if (!err) {
-		n = kvmi_hs_hello(&hs, nonce, buf, sizeof(buf));
-		err = n < 0 ? (int)n : send_buf(fd, buf, n);
-	}
 	if (!err)
-		err = kvmi_io_recv(fd, buf, sizeof(buf), timeout_ms, &len,
-				   NULL);
-	if (err == -EMSGSIZE)
-		err = -EPROTO;
+		err = send_built(fd, buf,
+				 kvmi_hs_hello(&hs, nonce, buf, sizeof(buf)));
+	if (!err)
+		err = recv_hs(fd, buf, timeout_ms, &len);
 	if (!err) {
 		err = kvmi_hs_check_auth(&hs, buf, len);
-		if (err == -EACCES) {
-			n = kvmi_hs_reject(buf, sizeof(buf));
-			if (n > 0)
-				send_buf(fd, buf, n);
-		}
+		/* Say why before closing; the tool may not listen. */
+		if (err == -EACCES)
+			send_built(fd, buf, kvmi_hs_reject(buf, sizeof(buf)));
 	}
-	if (!err) {
-		n = kvmi_hs_welcome(&hs, info, buf, sizeof(buf));
-		err = n < 0 ? (int)n : send_buf(fd, buf, n);
-	}
+	if (!err)
+		err = send_built(fd, buf,
+				 kvmi_hs_welcome(&hs, info, buf, sizeof(buf)));
 	kvmi_hs_wipe(&hs);
 	return err;
 }
@@ -336,28 +337,20 @@ int kvmi_io_handshake_tool(int fd, const void *cookie, size_t cookie_len,
 	uint8_t buf[KVMI_HS_MSG_MAX];
 	struct kvmi_hs hs;
 	size_t len;
-	ssize_t n;
 	int err;
 
 	err = kvmi_hs_init(&hs, cookie, cookie_len);
 	if (!err)
-		err = kvmi_io_recv(fd, buf, sizeof(buf), timeout_ms, &len,
-				   NULL);
-	if (err == -EMSGSIZE)
-		err = -EPROTO;
+		err = recv_hs(fd, buf, timeout_ms, &len);
 	if (!err)
 		err = kvmi_hs_check_hello(&hs, buf, len);
 	if (!err)
 		err = kvmi_io_random(nonce, sizeof(nonce));
-	if (!err) {
-		n = kvmi_hs_auth(&hs, nonce, buf, sizeof(buf));
-		err = n < 0 ? (int)n : send_buf(fd, buf, n);
-	}
 	if (!err)
-		err = kvmi_io_recv(fd, buf, sizeof(buf), timeout_ms, &len,
-				   NULL);
-	if (err == -EMSGSIZE)
-		err = -EPROTO;
+		err = send_built(fd, buf,
+				 kvmi_hs_auth(&hs, nonce, buf, sizeof(buf)));
+	if (!err)
+		err = recv_hs(fd, buf, timeout_ms, &len);
 	/* A VMM that rejects us closes right after saying so. */
 	if (!err)
 		err = kvmi_hs_check_welcome(&hs, buf, len, info);
