@@ -223,18 +223,27 @@ static void repost(struct vdev *d, uint32_t id)
 	vq_kick(d, &d->vq[0]);
 }
 
-int check_virtio_console(char *msg, size_t n)
+/* The first virtio console, started with its receive buffers posted:
+ * PASS, SKIP when there is none, FAIL with msg filled. */
+static int con_open(struct vdev **d, uint8_t **rx, char *msg, size_t n)
 {
-	struct vdev *d = vdev_find(VIRTIO_ID_CONSOLE, 0);
-	if (!d) {
+	*d = vdev_find(VIRTIO_ID_CONSOLE, 0);
+	if (!*d) {
 		ksnprintf(msg, n, "no virtio-console device");
 		return SKIP;
 	}
-	if (!virtio_timer_ok(msg, n))
+	if (!virtio_timer_ok(msg, n) || !con_start(*d, msg, n, rx))
 		return FAIL;
+	return PASS;
+}
+
+int check_virtio_console(char *msg, size_t n)
+{
+	struct vdev *d;
 	uint8_t *rx;
-	if (!con_start(d, msg, n, &rx))
-		return FAIL;
+	int r0 = con_open(&d, &rx, msg, n);
+	if (r0 != PASS)
+		return r0;
 	/* The text sits after the receive buffers on the same page. */
 	char *tx = (char *)rx + CON_RXBUFS * CON_RXBUF;
 	int l1 = ksnprintf(tx, 200, "# virtio-console: hello from %s (%s)\n", d->name,
@@ -269,16 +278,11 @@ int check_virtio_console(char *msg, size_t n)
 /* Not in `all`: waits up to 60 s for one line typed into the console. */
 int check_virtio_console_input(char *msg, size_t n)
 {
-	struct vdev *d = vdev_find(VIRTIO_ID_CONSOLE, 0);
-	if (!d) {
-		ksnprintf(msg, n, "no virtio-console device");
-		return SKIP;
-	}
-	if (!virtio_timer_ok(msg, n))
-		return FAIL;
+	struct vdev *d;
 	uint8_t *rx;
-	if (!con_start(d, msg, n, &rx))
-		return FAIL;
+	int r0 = con_open(&d, &rx, msg, n);
+	if (r0 != PASS)
+		return r0;
 	char *prompt = (char *)rx + CON_RXBUFS * CON_RXBUF;
 	int pl = ksnprintf(prompt, 200, "# virtio-console-input: type a line\n");
 	struct vbuf b = { (uint64_t)(uintptr_t)prompt, (uint32_t)pl, false };
