@@ -95,29 +95,6 @@ struct pci_bus {
 	bool line[256];			/* what each GSI was set to */
 };
 
-static uint16_t rd16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] | p[1] << 8);
-}
-
-static uint32_t rd32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	       (uint32_t)p[3] << 24;
-}
-
-static void wr16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-}
-
-static void wr32(uint8_t *p, uint32_t v)
-{
-	wr16(p, (uint16_t)v);
-	wr16(p + 2, (uint16_t)(v >> 16));
-}
-
 /* ---- INTx -------------------------------------------------------------- */
 
 /* Called with irq_lock held: the GSI is the OR of the devices on it. */
@@ -160,7 +137,7 @@ static bool is_bar_high_half(const struct pci_device *d, unsigned int i)
 
 static uint64_t bar_address(const struct pci_device *d, unsigned int i)
 {
-	uint32_t lo = rd32(d->cfg + PCI_BAR0 + 4 * i);
+	uint32_t lo = get_le32(d->cfg + PCI_BAR0 + 4 * i);
 
 	switch (d->bars[i].kind) {
 	case PCI_BAR_IO:
@@ -169,7 +146,7 @@ static uint64_t bar_address(const struct pci_device *d, unsigned int i)
 		return lo & ~0xfu;
 	case PCI_BAR_MEM64:
 		return (lo & ~0xfu) |
-		       (uint64_t)rd32(d->cfg + PCI_BAR0 + 4 * (i + 1)) << 32;
+		       (uint64_t)get_le32(d->cfg + PCI_BAR0 + 4 * (i + 1)) << 32;
 	default:
 		return 0;
 	}
@@ -194,7 +171,7 @@ static bool bar_can_decode(enum pci_bar_kind kind, uint64_t addr,
  */
 static void update_bars(struct pci_device *d)
 {
-	uint16_t cmd = rd16(d->cfg + PCI_COMMAND);
+	uint16_t cmd = get_le16(d->cfg + PCI_COMMAND);
 
 	for (unsigned int i = 0; i < PCI_NUM_BARS; i++) {
 		struct pci_bar *bar = &d->bars[i];
@@ -275,7 +252,7 @@ static void cfg_write(struct pci_bus *b, struct pci_device *d,
 					    (data[i] & m));
 	}
 	update_bars(d);
-	intx_off = rd16(d->cfg + PCI_COMMAND) & CMD_INTX_OFF;
+	intx_off = get_le16(d->cfg + PCI_COMMAND) & CMD_INTX_OFF;
 	pthread_mutex_lock(&b->irq_lock);
 	if (intx_off != b->intx_off[d->slot]) {
 		b->intx_off[d->slot] = intx_off;
@@ -330,9 +307,9 @@ static void pci_io(struct io_region *r, struct kvm_vcpu *vcpu,
 	} else if (offset == 0 && len == 4) {
 		/* Only dword accesses reach the address latch. */
 		if (is_write)
-			b->addr = rd32(p);
+			b->addr = get_le32(p);
 		else
-			wr32(p, b->addr);
+			put_le32(p, b->addr);
 	} else if (offset == 1 && len == 1) {
 		if (!is_write) {
 			p[0] = b->rcr;
@@ -412,14 +389,14 @@ static void fill_header(struct pci_bus *b, struct pci_device *d,
 	uint16_t cmd = 0, status = 0;
 
 	memset(d->cfg, 0, PCI_HEADER_END);
-	wr16(d->cfg + PCI_VENDOR_ID, vendor);
-	wr16(d->cfg + PCI_DEVICE_ID, device);
+	put_le16(d->cfg + PCI_VENDOR_ID, vendor);
+	put_le16(d->cfg + PCI_DEVICE_ID, device);
 	d->cfg[PCI_REVISION] = revision;
 	d->cfg[PCI_CLASS_PROG] = (uint8_t)class_code;
-	wr16(d->cfg + PCI_CLASS_PROG + 1, (uint16_t)(class_code >> 8));
+	put_le16(d->cfg + PCI_CLASS_PROG + 1, (uint16_t)(class_code >> 8));
 	d->cfg[PCI_HEADER_TYPE] = 0;	/* type 0, single function */
-	wr16(d->cfg + PCI_SUBSYS_VENDOR, subsys_vendor);
-	wr16(d->cfg + PCI_SUBSYS_ID, subsys_id);
+	put_le16(d->cfg + PCI_SUBSYS_VENDOR, subsys_vendor);
+	put_le16(d->cfg + PCI_SUBSYS_ID, subsys_id);
 	if (cap >= PCI_HEADER_END) {
 		d->cfg[PCI_CAP_PTR] = cap;
 		status |= STATUS_CAP_LIST;
@@ -439,19 +416,19 @@ static void fill_header(struct pci_bus *b, struct pci_device *d,
 		switch (bar->kind) {
 		case PCI_BAR_IO:
 			b->bar_wmask[d->slot][i] = (uint32_t)mask & ~3u;
-			wr32(reg, (uint32_t)bar->addr | 1);
+			put_le32(reg, (uint32_t)bar->addr | 1);
 			cmd |= CMD_IO;
 			break;
 		case PCI_BAR_MEM32:
 			b->bar_wmask[d->slot][i] = (uint32_t)mask & ~0xfu;
-			wr32(reg, (uint32_t)bar->addr);
+			put_le32(reg, (uint32_t)bar->addr);
 			cmd |= CMD_MEM;
 			break;
 		case PCI_BAR_MEM64:
 			b->bar_wmask[d->slot][i] = (uint32_t)mask & ~0xfu;
 			b->bar_wmask[d->slot][i + 1] = (uint32_t)(mask >> 32);
-			wr32(reg, (uint32_t)bar->addr | 0x4);
-			wr32(reg + 4, (uint32_t)(bar->addr >> 32));
+			put_le32(reg, (uint32_t)bar->addr | 0x4);
+			put_le32(reg + 4, (uint32_t)(bar->addr >> 32));
 			cmd |= CMD_MEM;
 			break;
 		default:
@@ -459,8 +436,8 @@ static void fill_header(struct pci_bus *b, struct pci_device *d,
 		}
 	}
 	/* Decoding on, as firmware leaves assigned devices. */
-	wr16(d->cfg + PCI_COMMAND, cmd);
-	wr16(d->cfg + PCI_STATUS, status);
+	put_le16(d->cfg + PCI_COMMAND, cmd);
+	put_le16(d->cfg + PCI_STATUS, status);
 }
 
 /*

@@ -209,9 +209,9 @@ static void ranges(struct blk_req *r, bool zeroes)
 		return;
 	}
 	iov_to_buf(r->c.iov, r->c.nout, BLK_HDR, seg, sizeof(seg));
-	sector = virtio_get64(seg);
-	n = virtio_get32(seg + 8);
-	flags = virtio_get32(seg + 12);
+	sector = get_le64(seg);
+	n = get_le32(seg + 8);
+	flags = get_le32(seg + 12);
 	if (flags & ~(zeroes ? BLK_WZ_UNMAP : 0u)) {
 		finish(r, BLK_S_UNSUPP);
 		return;
@@ -256,11 +256,11 @@ static bool start(struct blk_req *r)
 	r->status = (uint8_t *)last->iov_base + last->iov_len - 1;
 	r->in_len = c->in_len;
 	iov_to_buf(c->iov, c->nout, 0, hdr, sizeof(hdr));
-	type = virtio_get32(hdr) & ~BLK_T_BARRIER;
+	type = get_le32(hdr) & ~BLK_T_BARRIER;
 	switch (type) {
 	case BLK_T_IN:
 	case BLK_T_OUT:
-		rw(r, type == BLK_T_OUT, virtio_get64(hdr + 8));
+		rw(r, type == BLK_T_OUT, get_le64(hdr + 8));
 		break;
 	case BLK_T_FLUSH:
 		submit(r, DISK_FLUSH, 0, 0, 0);
@@ -357,17 +357,17 @@ static const struct virtio_dev_ops blk_dev_ops = {
 
 static void fill_config(struct blk *b, uint8_t *cfg)
 {
-	virtio_put64(cfg + CFG_CAPACITY, b->sectors);
-	virtio_put32(cfg + CFG_SIZE_MAX, 0);
+	put_le64(cfg + CFG_CAPACITY, b->sectors);
+	put_le32(cfg + CFG_SIZE_MAX, 0);
 	/* Two descriptors go to the header and the status. */
-	virtio_put32(cfg + CFG_SEG_MAX, BLK_QUEUE_SIZE - 2);
-	virtio_put32(cfg + CFG_BLK_SIZE, SECTOR);
-	virtio_put16(cfg + CFG_NUM_QUEUES, 1);
-	virtio_put32(cfg + CFG_MAX_DISCARD_SECTORS, BLK_MAX_RANGE_SECTORS);
-	virtio_put32(cfg + CFG_MAX_DISCARD_SEG, 1);
-	virtio_put32(cfg + CFG_DISCARD_ALIGN, 1);
-	virtio_put32(cfg + CFG_MAX_WZ_SECTORS, BLK_MAX_RANGE_SECTORS);
-	virtio_put32(cfg + CFG_MAX_WZ_SEG, 1);
+	put_le32(cfg + CFG_SEG_MAX, BLK_QUEUE_SIZE - 2);
+	put_le32(cfg + CFG_BLK_SIZE, SECTOR);
+	put_le16(cfg + CFG_NUM_QUEUES, 1);
+	put_le32(cfg + CFG_MAX_DISCARD_SECTORS, BLK_MAX_RANGE_SECTORS);
+	put_le32(cfg + CFG_MAX_DISCARD_SEG, 1);
+	put_le32(cfg + CFG_DISCARD_ALIGN, 1);
+	put_le32(cfg + CFG_MAX_WZ_SECTORS, BLK_MAX_RANGE_SECTORS);
+	put_le32(cfg + CFG_MAX_WZ_SEG, 1);
 	cfg[CFG_WZ_MAY_UNMAP] = 1;
 }
 

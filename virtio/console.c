@@ -146,9 +146,9 @@ static int console_init(struct machine *m)
 		free(con);
 		return err;
 	}
-	virtio_put16(con->d->config + CFG_COLS, 80);
-	virtio_put16(con->d->config + CFG_ROWS, 25);
-	virtio_put32(con->d->config + CFG_MAX_NR_PORTS, 1);
+	put_le16(con->d->config + CFG_COLS, 80);
+	put_le16(con->d->config + CFG_ROWS, 25);
+	put_le32(con->d->config + CFG_MAX_NR_PORTS, 1);
 	cfg->con = con;
 	machine_set_console_input(m, console_in, con);
 	return 0;

@@ -252,16 +252,6 @@ static const uint16_t transitional_id[] = {
 	[VIRTIO_ID_RNG] = 0x1005,
 };
 
-static void put16(uint8_t *p, uint16_t v)
-{
-	virtio_put16(p, v);
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	virtio_put32(p, v);
-}
-
 static uint64_t get_le(const void *data, unsigned int len)
 {
 	const uint8_t *p = data;
@@ -407,7 +397,7 @@ static void msix_reset(struct virtio_pci *vp)
 		v->pending = false;
 	}
 	vp->msix_on = vp->fmask = false;
-	put16(vp->pci.cfg + CAP_MSIX + 2, (uint16_t)(vp->nvec - 1));
+	put_le16(vp->pci.cfg + CAP_MSIX + 2, (uint16_t)(vp->nvec - 1));
 	msix_update(vp);
 	pthread_mutex_unlock(&vp->msix_lock);
 }
@@ -885,7 +875,7 @@ static bool in_window(unsigned int off, unsigned int len)
 static void window_access(struct virtio_pci *vp, void *data, bool is_write)
 {
 	uint8_t *cap = vp->pci.cfg + CAP_PCICFG;
-	uint32_t off = virtio_get32(cap + 8), len = virtio_get32(cap + 12);
+	uint32_t off = get_le32(cap + 8), len = get_le32(cap + 12);
 	uint8_t bar = cap[4];
 
 	if ((len != 1 && len != 2 && len != 4) || off % len)
@@ -933,7 +923,7 @@ static void pci_cfg_write(struct pci_device *pd, unsigned int off,
 		}
 	}
 	if (msix) {
-		uint16_t ctrl = virtio_get16(pd->cfg + CAP_MSIX + 2);
+		uint16_t ctrl = get_le16(pd->cfg + CAP_MSIX + 2);
 
 		pthread_mutex_lock(&vp->msix_lock);
 		vp->fmask = ctrl & MSIX_CTRL_FMASK;
@@ -978,8 +968,8 @@ static void vendor_cap(uint8_t *cfg, unsigned int at, unsigned int next,
 	c[2] = (uint8_t)len;
 	c[3] = type;
 	c[4] = bar;
-	put32(c + 8, offset);
-	put32(c + 12, length);
+	put_le32(c + 8, offset);
+	put_le32(c + 12, length);
 }
 
 static void build_caps(struct virtio_pci *vp)
@@ -990,9 +980,9 @@ static void build_caps(struct virtio_pci *vp)
 	cfg[PCI_CAP_PTR] = CAP_MSIX;
 	cfg[CAP_MSIX] = CAP_ID_MSIX;
 	cfg[CAP_MSIX + 1] = vp->modern ? CAP_COMMON : 0;
-	put16(cfg + CAP_MSIX + 2, (uint16_t)(vp->nvec - 1));
-	put32(cfg + CAP_MSIX + 4, 0 | BAR_MSIX);
-	put32(cfg + CAP_MSIX + 8, MSIX_PBA | BAR_MSIX);
+	put_le16(cfg + CAP_MSIX + 2, (uint16_t)(vp->nvec - 1));
+	put_le32(cfg + CAP_MSIX + 4, 0 | BAR_MSIX);
+	put_le32(cfg + CAP_MSIX + 8, MSIX_PBA | BAR_MSIX);
 	if (!vp->modern)
 		return;
 	vendor_cap(cfg, CAP_COMMON, CAP_ISR, 16, VIRTIO_PCI_CAP_COMMON_CFG,
@@ -1004,7 +994,7 @@ static void build_caps(struct virtio_pci *vp)
 		   d->ops->config_size ? d->ops->config_size : 4);
 	vendor_cap(cfg, CAP_NOTIFY, CAP_PCICFG, 20, VIRTIO_PCI_CAP_NOTIFY_CFG,
 		   BAR_MODERN, MODERN_NOTIFY, NOTIFY_MULT * d->nvq);
-	put32(cfg + CAP_NOTIFY + 16, NOTIFY_MULT);
+	put_le32(cfg + CAP_NOTIFY + 16, NOTIFY_MULT);
 	vendor_cap(cfg, CAP_PCICFG, 0, 20, VIRTIO_PCI_CAP_PCI_CFG, 0, 0, 0);
 }
 

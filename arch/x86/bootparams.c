@@ -15,24 +15,6 @@
 /* A vmlinux has no setup header; Linux still checks these. */
 #define VMLINUX_KERNEL_ALIGNMENT 0x01000000u
 
-static void put16(uint8_t *p, uint16_t v)
-{
-	p[0] = v;
-	p[1] = v >> 8;
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	put16(p, v);
-	put16(p + 2, v >> 16);
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	put32(p, v);
-	put32(p + 4, v >> 32);
-}
-
 int x86_write_zero_page(struct machine *m, const uint8_t *setup,
 			size_t setup_len, const struct x86_boot *b)
 {
@@ -49,23 +31,23 @@ int x86_write_zero_page(struct machine *m, const uint8_t *setup,
 		setup_len = MIN(setup_len, (size_t)BP_SIZE);
 		memcpy(zp + BP_HDR, setup + BP_HDR, setup_len - BP_HDR);
 	} else {
-		put16(zp + SH_BOOT_FLAG, BOOT_FLAG_MAGIC);
-		put32(zp + SH_HEADER, HDRS_MAGIC);
-		put32(zp + SH_KERNEL_ALIGNMENT, VMLINUX_KERNEL_ALIGNMENT);
+		put_le16(zp + SH_BOOT_FLAG, BOOT_FLAG_MAGIC);
+		put_le32(zp + SH_HEADER, HDRS_MAGIC);
+		put_le32(zp + SH_KERNEL_ALIGNMENT, VMLINUX_KERNEL_ALIGNMENT);
 	}
 
 	/* "Undefined" boot loader: lkvm has no assigned ID. */
 	zp[SH_TYPE_OF_LOADER] = 0xff;
 	zp[SH_LOADFLAGS] |= LOADED_HIGH;
 	if (setup)
-		put32(zp + SH_CODE32_START, b->kernel_start);
+		put_le32(zp + SH_CODE32_START, b->kernel_start);
 
-	put32(zp + SH_CMD_LINE_PTR, b->cmdline_addr);
-	put32(zp + BP_EXT_CMD_LINE_PTR, b->cmdline_addr >> 32);
-	put32(zp + SH_RAMDISK_IMAGE, b->initrd_addr);
-	put32(zp + BP_EXT_RAMDISK_IMAGE, b->initrd_addr >> 32);
-	put32(zp + SH_RAMDISK_SIZE, b->initrd_size);
-	put32(zp + BP_EXT_RAMDISK_SIZE, b->initrd_size >> 32);
+	put_le32(zp + SH_CMD_LINE_PTR, b->cmdline_addr);
+	put_le32(zp + BP_EXT_CMD_LINE_PTR, b->cmdline_addr >> 32);
+	put_le32(zp + SH_RAMDISK_IMAGE, b->initrd_addr);
+	put_le32(zp + BP_EXT_RAMDISK_IMAGE, b->initrd_addr >> 32);
+	put_le32(zp + SH_RAMDISK_SIZE, b->initrd_size);
+	put_le32(zp + BP_EXT_RAMDISK_SIZE, b->initrd_size >> 32);
 
 	/*
 	 * setup_data: a random seed for the kernel's RNG, as QEMU gives.
@@ -82,10 +64,10 @@ int x86_write_zero_page(struct machine *m, const uint8_t *setup,
 		if (!sd || getrandom(sd + X86_SETUP_DATA_HDR, X86_RNG_SEED_LEN,
 				     GRND_NONBLOCK) != X86_RNG_SEED_LEN)
 			return -EFAULT;
-		put64(sd, 0);
-		put32(sd + 8, SETUP_RNG_SEED);
-		put32(sd + 12, X86_RNG_SEED_LEN);
-		put64(zp + SH_SETUP_DATA, X86_SETUP_DATA_ADDR);
+		put_le64(sd, 0);
+		put_le32(sd + 8, SETUP_RNG_SEED);
+		put_le32(sd + 12, X86_RNG_SEED_LEN);
+		put_le64(zp + SH_SETUP_DATA, X86_SETUP_DATA_ADDR);
 	}
 
 	n = x86_build_e820(m, e, X86_E820_MAX);
@@ -93,9 +75,9 @@ int x86_write_zero_page(struct machine *m, const uint8_t *setup,
 	for (unsigned int i = 0; i < n; i++) {
 		uint8_t *p = zp + BP_E820_TABLE + 20 * i;
 
-		put64(p, e[i].addr);
-		put64(p + 8, e[i].size);
-		put32(p + 16, e[i].type);
+		put_le64(p, e[i].addr);
+		put_le64(p + 8, e[i].size);
+		put_le32(p + 16, e[i].type);
 	}
 	return 0;
 }

@@ -18,25 +18,10 @@
 #define BOOT_PROTOCOL_64 0x020c		/* xloadflags: the 64-bit entry */
 #define ENTRY64_OFFSET 0x200
 
-static uint16_t get16(const uint8_t *p)
-{
-	return p[0] | p[1] << 8;
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return get16(p) | (uint32_t)get16(p + 2) << 16;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-	return get32(p) | (uint64_t)get32(p + 4) << 32;
-}
-
 bool x86_is_bzimage(const void *data, size_t size)
 {
 	return size >= SH_HEADER + 4 &&
-	       get32((const uint8_t *)data + SH_HEADER) == HDRS_MAGIC;
+	       get_le32((const uint8_t *)data + SH_HEADER) == HDRS_MAGIC;
 }
 
 int x86_bzimage_parse(const struct x86_image *k, struct x86_bzimage *bz)
@@ -48,16 +33,16 @@ int x86_bzimage_parse(const struct x86_image *k, struct x86_bzimage *bz)
 	if (k->size < SH_HEADER + 4)
 		return x86_image_err(k, "truncated setup header: %zu bytes",
 				     k->size);
-	if (get16(p + SH_BOOT_FLAG) != BOOT_FLAG_MAGIC)
+	if (get_le16(p + SH_BOOT_FLAG) != BOOT_FLAG_MAGIC)
 		return x86_image_err(k, "damaged setup header: boot flag "
 				     "0x%04x, not 0xaa55",
-				     get16(p + SH_BOOT_FLAG));
-	if (get32(p + SH_HEADER) != HDRS_MAGIC)
+				     get_le16(p + SH_BOOT_FLAG));
+	if (get_le32(p + SH_HEADER) != HDRS_MAGIC)
 		return x86_image_err(k, "damaged setup header: no 'HdrS' "
 				     "signature");
 	if (k->size < SH_VERSION + 2)
 		return x86_image_err(k, "truncated setup header");
-	bz->version = get16(p + SH_VERSION);
+	bz->version = get_le16(p + SH_VERSION);
 	if (bz->version < BOOT_PROTOCOL_MIN)
 		return x86_image_err(k, "boot protocol %u.%02u is too old "
 				     "(lkvm needs 2.06 or later)",
@@ -79,7 +64,7 @@ int x86_bzimage_parse(const struct x86_image *k, struct x86_bzimage *bz)
 				     "%zu bytes, the file has %zu",
 				     bz->setup_sects, bz->setup_len, k->size);
 	bz->payload_len = k->size - bz->setup_len;
-	syssize = get32(p + SH_SYSSIZE) * 16ull;
+	syssize = get_le32(p + SH_SYSSIZE) * 16ull;
 	if (!syssize)
 		return x86_image_err(k, "damaged setup header: syssize is 0");
 	if (syssize > bz->payload_len)
@@ -90,18 +75,18 @@ int x86_bzimage_parse(const struct x86_image *k, struct x86_bzimage *bz)
 				     (unsigned long long)bz->payload_len);
 
 	if (bz->version < BOOT_PROTOCOL_64 ||
-	    !(get16(p + SH_XLOADFLAGS) & XLF_KERNEL_64))
+	    !(get_le16(p + SH_XLOADFLAGS) & XLF_KERNEL_64))
 		return x86_image_err(k, "not a 64-bit kernel: it has no "
 				     "64-bit entry point (XLF_KERNEL_64, boot "
 				     "protocol 2.12; this is %u.%02u)",
 				     bz->version >> 8, bz->version & 0xff);
 
 	bz->relocatable = p[SH_RELOCATABLE];
-	bz->initrd_addr_max = get32(p + SH_INITRD_ADDR_MAX);
-	bz->cmdline_size = get32(p + SH_CMDLINE_SIZE);
-	bz->init_size = get32(p + SH_INIT_SIZE);
-	bz->load_addr = get64(p + SH_PREF_ADDRESS);
-	align = get32(p + SH_KERNEL_ALIGNMENT);
+	bz->initrd_addr_max = get_le32(p + SH_INITRD_ADDR_MAX);
+	bz->cmdline_size = get_le32(p + SH_CMDLINE_SIZE);
+	bz->init_size = get_le32(p + SH_INIT_SIZE);
+	bz->load_addr = get_le64(p + SH_PREF_ADDRESS);
+	align = get_le32(p + SH_KERNEL_ALIGNMENT);
 	if (!bz->init_size)
 		return x86_image_err(k, "damaged setup header: init_size is 0");
 	if (bz->relocatable && (!align || (align & (align - 1))))

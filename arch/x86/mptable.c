@@ -72,18 +72,6 @@ static uint8_t *mp_entry(struct mp_writer *w, size_t size)
 	return p;
 }
 
-static void put16(uint8_t *p, uint16_t v)
-{
-	p[0] = v;
-	p[1] = v >> 8;
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	put16(p, v);
-	put16(p + 2, v >> 16);
-}
-
 static uint8_t checksum(const uint8_t *p, size_t len)
 {
 	uint8_t sum = 0;
@@ -103,8 +91,8 @@ static void add_cpu(struct mp_writer *w, unsigned int apic_id, bool bsp)
 	e[1] = apic_id;
 	e[2] = LAPIC_VERSION;
 	e[3] = MP_CPU_ENABLED | (bsp ? MP_CPU_BSP : 0);
-	put32(e + 4, CPU_SIGNATURE);
-	put32(e + 8, CPU_FEATURES);
+	put_le32(e + 4, CPU_SIGNATURE);
+	put_le32(e + 8, CPU_FEATURES);
 }
 
 static void add_bus(struct mp_writer *w, unsigned int id, const char *type)
@@ -128,7 +116,7 @@ static void add_ioapic(struct mp_writer *w, unsigned int id)
 	e[1] = id;
 	e[2] = IOAPIC_VERSION;
 	e[3] = MP_IOAPIC_ENABLED;
-	put32(e + 4, X86_IOAPIC_ADDR);
+	put_le32(e + 4, X86_IOAPIC_ADDR);
 }
 
 static void add_irq(struct mp_writer *w, enum mp_entry_type type,
@@ -142,7 +130,7 @@ static void add_irq(struct mp_writer *w, enum mp_entry_type type,
 		return;
 	e[0] = type;
 	e[1] = irq_type;
-	put16(e + 2, flags);
+	put_le16(e + 2, flags);
 	e[4] = bus;
 	e[5] = bus_irq;
 	e[6] = dst_id;
@@ -208,17 +196,17 @@ int x86_build_mptable(struct machine *m, unsigned int ncpus,
 	}
 
 	memcpy(mpc, "PCMP", 4);
-	put16(mpc + 4, w.len);			/* base table length */
+	put_le16(mpc + 4, w.len);			/* base table length */
 	mpc[6] = MPC_SPEC_REV;
 	memcpy(mpc + 8, "LKVM    ", 8);		/* OEM ID */
 	memcpy(mpc + 16, "LKVM PC     ", 12);	/* product ID */
-	put16(mpc + 34, w.count);		/* entry count */
-	put32(mpc + 36, X86_LAPIC_ADDR);
+	put_le16(mpc + 34, w.count);		/* entry count */
+	put_le32(mpc + 36, X86_LAPIC_ADDR);
 	mpc[7] = checksum(mpc, w.len);
 
 	memset(mpf, 0, MPF_SIZE);
 	memcpy(mpf, "_MP_", 4);
-	put32(mpf + 4, table_addr);
+	put_le32(mpf + 4, table_addr);
 	mpf[8] = 1;				/* length in 16-byte units */
 	mpf[9] = MPC_SPEC_REV;
 	/* Feature bytes 0: a configuration table follows; IMCR absent,

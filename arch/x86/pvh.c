@@ -17,25 +17,13 @@
 #include "lkvm/util.h"
 #include "lkvm/x86.h"
 
-static void put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = v >> (8 * i);
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	put32(p, v);
-	put32(p + 4, v >> 32);
-}
-
 static void put_module(uint8_t *p, uint64_t paddr, uint64_t size,
 		       uint64_t cmdline)
 {
-	put64(p, paddr);
-	put64(p + 8, size);
-	put64(p + 16, cmdline);
-	put64(p + 24, 0);
+	put_le64(p, paddr);
+	put_le64(p + 8, size);
+	put_le64(p + 16, cmdline);
+	put_le64(p + 24, 0);
 }
 
 int x86_write_pvh_start_info(struct machine *m, const struct x86_boot *b)
@@ -67,19 +55,19 @@ int x86_write_pvh_start_info(struct machine *m, const struct x86_boot *b)
 	for (unsigned int i = 0; i < n; i++) {
 		uint8_t *p = mm + PVH_MEMMAP_ENTRY_SIZE * i;
 
-		put64(p, e[i].addr);
-		put64(p + 8, e[i].size);
-		put32(p + 16, e[i].type);
+		put_le64(p, e[i].addr);
+		put_le64(p + 8, e[i].size);
+		put_le32(p + 16, e[i].type);
 	}
 
-	put32(si, PVH_MAGIC);
-	put32(si + 4, PVH_VERSION);
-	put32(si + 8, 0);			/* flags */
-	put32(si + 12, nmod);
-	put64(si + 16, PVH_MODLIST_ADDR);
-	put64(si + 24, b->cmdline_addr);
-	put64(si + 32, 0);			/* no ACPI: no RSDP */
-	put64(si + 40, PVH_MEMMAP_ADDR);
-	put32(si + 48, n);
+	put_le32(si, PVH_MAGIC);
+	put_le32(si + 4, PVH_VERSION);
+	put_le32(si + 8, 0);			/* flags */
+	put_le32(si + 12, nmod);
+	put_le64(si + 16, PVH_MODLIST_ADDR);
+	put_le64(si + 24, b->cmdline_addr);
+	put_le64(si + 32, 0);			/* no ACPI: no RSDP */
+	put_le64(si + 40, PVH_MEMMAP_ADDR);
+	put_le32(si + 48, n);
 	return 0;
 }

@@ -32,6 +32,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "lkvm/util.h"
 #include "lkvm/virtio_queue.h"
 
 struct machine;
@@ -243,39 +244,5 @@ void virtio_config_write(struct virtio_dev *d, unsigned int off,
 /* Transport constructors (virtio/pci.c, virtio/mmio.c). */
 int virtio_pci_plug(struct virtio_dev *d);
 int virtio_mmio_plug(struct virtio_dev *d);
-
-/* Little-endian helpers for config structures. */
-static inline void virtio_put16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-}
-
-static inline void virtio_put32(uint8_t *p, uint32_t v)
-{
-	virtio_put16(p, (uint16_t)v);
-	virtio_put16(p + 2, (uint16_t)(v >> 16));
-}
-
-static inline void virtio_put64(uint8_t *p, uint64_t v)
-{
-	virtio_put32(p, (uint32_t)v);
-	virtio_put32(p + 4, (uint32_t)(v >> 32));
-}
-
-static inline uint16_t virtio_get16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] | p[1] << 8);
-}
-
-static inline uint32_t virtio_get32(const uint8_t *p)
-{
-	return (uint32_t)virtio_get16(p) | (uint32_t)virtio_get16(p + 2) << 16;
-}
-
-static inline uint64_t virtio_get64(const uint8_t *p)
-{
-	return (uint64_t)virtio_get32(p) | (uint64_t)virtio_get32(p + 4) << 32;
-}
 
 #endif
