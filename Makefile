@@ -80,7 +80,11 @@ $(O)/san/tests/%: tests/unit/%.c $(O)/san/liblkvm.a
 	$(CC) $(CFLAGS) $(SANFLAGS) -Itests/unit -o $@ $< -Wl,--whole-archive \
 	      $(O)/san/liblkvm.a -Wl,--no-whole-archive $(LDLIBS)
 
-# Helper programs used by tests and benchmarks.
+# Helper programs used by tests and benchmarks. The boot floor is built
+# twice: as a plain C program and, like lkvm, statically (bench/boot.sh).
+$(O)/bench/floor-static: bench/floor.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -static -o $@ $<
 $(O)/bench/%: bench/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)

@@ -9,7 +9,7 @@ set -eu
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-11}
 B=build/bench
-make -s lkvm $B/boottime $B/floor >/dev/null
+make -s lkvm $B/boottime $B/floor $B/floor-static >/dev/null
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 export LKVM_HOME=$tmp/home
@@ -30,35 +30,47 @@ median() {
 		if (NR % 2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2 }'
 }
 
-measure() { # name cmd...
-	local name=$1
-	shift
-	: >"$tmp/$name"
-	for ((r = 0; r < RUNS; r++)); do
-		$B/boottime "$@" >>"$tmp/$name"
-	done
-	st=$(median "$tmp/$name" 6)
-	if [ "$st" != "$EXPECT" ]; then
-		echo "bench: $name exited with status $st, expected $EXPECT" >&2
-		exit 1
-	fi
+# The configurations run in turn within each round, so that a change in
+# the machine's load falls on all of them alike.
+names=()
+cmds=()
+expect=()
+add() { # name expected-status cmd...
+	names+=("$1")
+	expect+=("$2")
+	shift 2
+	cmds+=("$*")
 }
-
-EXPECT=1
-measure floor $B/floor "$tmp/flat" 128
-measure floor-irq $B/floor -i "$tmp/flat" 128
-measure lkvm-flat ./lkvm run -m 128 -k "$tmp/flat"
-EXPECT=0
-measure lkvm-tk ./lkvm run -m 128 -p tests=serial
+add floor 1 $B/floor "$tmp/flat" 128
+add floor-static 1 $B/floor-static "$tmp/flat" 128
+add floor-irq 1 $B/floor -i "$tmp/flat" 128
+add lkvm-flat 1 ./lkvm run -m 128 -k "$tmp/flat"
+add lkvm-tk 0 ./lkvm run -m 128 -p tests=serial
 qemu=$(command -v qemu-system-x86_64 || true)
 if [ -n "$qemu" ]; then
-	measure qemu-tk "$qemu" -accel kvm -M pc -m 128 -nographic -no-reboot \
+	add qemu-tk 0 "$qemu" -accel kvm -M pc -m 128 -nographic -no-reboot \
 		-nodefaults -serial stdio -monitor none \
 		-device isa-debug-exit,iobase=0xf4,iosize=4 \
 		-kernel x86-kernel/test-kernel.elf -append tests=serial
 fi
+for n in "${names[@]}"; do : >"$tmp/$n"; done
+for ((r = 0; r < RUNS; r++)); do
+	for i in "${!names[@]}"; do
+		# QEMU takes seconds a run: a third as many rounds.
+		[ "${names[i]}" = qemu-tk ] && ((r % 3)) && continue
+		$B/boottime ${cmds[i]} >>"$tmp/${names[i]}"
+	done
+done
+for i in "${!names[@]}"; do
+	st=$(median "$tmp/${names[i]}" 6)
+	if [ "$st" != "${expect[i]}" ]; then
+		echo "bench: ${names[i]} exited with status $st, expected ${expect[i]}" >&2
+		exit 1
+	fi
+done
 
 f1=$(median "$tmp/floor" 1); fe=$(median "$tmp/floor" 2)
+s1=$(median "$tmp/floor-static" 1); se=$(median "$tmp/floor-static" 2)
 i1=$(median "$tmp/floor-irq" 1); ie=$(median "$tmp/floor-irq" 2)
 l1=$(median "$tmp/lkvm-flat" 1); le=$(median "$tmp/lkvm-flat" 2)
 lr=$(median "$tmp/lkvm-flat" 3)
@@ -66,10 +78,13 @@ t1=$(median "$tmp/lkvm-tk" 1); te=$(median "$tmp/lkvm-tk" 2)
 tr=$(median "$tmp/lkvm-tk" 3); tu=$(median "$tmp/lkvm-tk" 4)
 echo "boot time, median of $RUNS runs (ms):"
 printf '  flat guest   floor  first byte %7.2f  exit %7.2f\n' "$f1" "$fe"
+printf '  flat guest   floor, linked statically  first byte %7.2f  exit %7.2f\n' "$s1" "$se"
 printf '  flat guest   floor with irqchip and PIT  first byte %7.2f  exit %7.2f\n' "$i1" "$ie"
 printf '  flat guest   lkvm   first byte %7.2f  exit %7.2f\n' "$l1" "$le"
 printf '    lkvm / floor:                 first byte %.2fx  exit %.2fx\n' \
 	"$(echo "$l1 / $f1" | bc -l)" "$(echo "$le / $fe" | bc -l)"
+printf '    lkvm / static floor:          first byte %.2fx  exit %.2fx\n' \
+	"$(echo "$l1 / $s1" | bc -l)" "$(echo "$le / $se" | bc -l)"
 printf '    lkvm / floor with irqchip:    first byte %.2fx  exit %.2fx\n' \
 	"$(echo "$l1 / $i1" | bc -l)" "$(echo "$le / $ie" | bc -l)"
 printf '  test kernel  lkvm   first byte %7.2f  exit %7.2f  (lkvm user CPU %.2f ms)\n' \

@@ -18,6 +18,7 @@ struct kvm_ctx {
 	int run_size;
 	const struct kvm_callbacks *cb;
 	void *opaque;
+	struct kvm_cpuid2 *supported_cpuid;	/* fetched once */
 };
 
 struct kvm_vcpu {
@@ -102,6 +103,7 @@ void kvm_close(struct kvm_ctx *ctx)
 		close(ctx->vm_fd);
 	if (ctx->sys_fd >= 0)
 		close(ctx->sys_fd);
+	free(ctx->supported_cpuid);
 	free(ctx);
 }
 
@@ -479,11 +481,14 @@ int kvm_set_msrs(struct kvm_vcpu *v, const struct kvm_msr_entry *e,
 	return msr_io(v, KVM_SET_MSRS, e, n);
 }
 
+/* The answer does not change: asked once, copied for each caller (every
+ * vCPU's set-up asks). */
 int kvm_get_supported_cpuid(struct kvm_ctx *ctx, struct kvm_cpuid2 **out)
 {
 	unsigned int n = 64;
+	size_t size;
 
-	for (;;) {
+	while (!ctx->supported_cpuid) {
 		struct kvm_cpuid2 *c;
 		int r;
 
@@ -493,14 +498,21 @@ int kvm_get_supported_cpuid(struct kvm_ctx *ctx, struct kvm_cpuid2 **out)
 		c->nent = n;
 		r = xioctl(ctx->sys_fd, KVM_GET_SUPPORTED_CPUID, c);
 		if (r >= 0) {
-			*out = c;
-			return 0;
+			ctx->supported_cpuid = c;
+			break;
 		}
 		free(c);
 		if (r != -E2BIG || n >= 4096)
 			return r;
 		n *= 2;
 	}
+	size = sizeof(**out) +
+	       ctx->supported_cpuid->nent * sizeof((*out)->entries[0]);
+	*out = malloc(size);
+	if (!*out)
+		return -ENOMEM;
+	memcpy(*out, ctx->supported_cpuid, size);
+	return 0;
 }
 
 int kvm_inject_irq(struct kvm_vcpu *v, unsigned int vector)

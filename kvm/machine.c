@@ -11,6 +11,7 @@
 #include "lkvm/machine.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,6 +86,9 @@ int machine_setup_config(struct machine *m)
 {
 	const struct device_ops *const *devs = device_list(&m->ndev);
 
+	/* machine_exit() may follow at once: nothing to close yet. */
+	m->epoll_fd = -1;
+	m->wake_fd = -1;
 	m->dev_cfg = calloc(m->ndev ? m->ndev : 1, sizeof(*m->dev_cfg));
 	if (!m->dev_cfg)
 		return -ENOMEM;
@@ -376,16 +380,81 @@ static const long core_caps[] = {
 	KVM_CAP_IRQFD, KVM_CAP_MP_STATE, 0,
 };
 
-static int open_kvm(struct machine *m)
+/*
+ * Creating the VM is the largest part of start-up and needs nothing that
+ * option parsing, the registry or the console log produce, so it runs in
+ * a thread meanwhile (bench/boot.sh): machine_open_kvm_early() starts it,
+ * open_kvm() takes its result.
+ */
+struct kvm_opening {
+	pthread_t thread;
+	struct machine *m;
+	struct kvm_ctx *kvm;
+	enum kvm_open_error why;
+	int err;
+};
+
+static const char *kvm_device_path(void)
 {
 	const char *path = getenv("LKVM_KVM_DEVICE");
+
+	return path && *path ? path : "/dev/kvm";
+}
+
+static void *opening_thread(void *arg)
+{
+	struct kvm_opening *o = arg;
+	struct kvm_cpuid2 *c;
+
+	o->err = kvm_open(&o->kvm, kvm_device_path(), &callbacks, o->m,
+			  &o->why);
+	/* Every vCPU's set-up asks for it; the answer is cached. */
+	if (!o->err && !kvm_get_supported_cpuid(o->kvm, &c))
+		free(c);
+	return NULL;
+}
+
+void machine_open_kvm_early(struct machine *m)
+{
+	struct kvm_opening *o = calloc(1, sizeof(*o));
+
+	if (!o)
+		return;		/* open_kvm() opens it itself */
+	o->m = m;
+	if (pthread_create(&o->thread, NULL, opening_thread, o)) {
+		free(o);
+		return;
+	}
+	m->opening = o;
+}
+
+/* Waits for the early opening, if there is one (false if not); its
+ * context becomes m->kvm. */
+static bool opening_join(struct machine *m, enum kvm_open_error *why,
+			 int *err)
+{
+	struct kvm_opening *o = m->opening;
+
+	if (!o)
+		return false;
+	pthread_join(o->thread, NULL);
+	m->kvm = o->kvm;
+	*why = o->why;
+	*err = o->err;
+	free(o);
+	m->opening = NULL;
+	return true;
+}
+
+static int open_kvm(struct machine *m)
+{
+	const char *path = kvm_device_path();
 	enum kvm_open_error why;
 	long missing;
 	int err;
 
-	if (!path || !*path)
-		path = "/dev/kvm";
-	err = kvm_open(&m->kvm, path, &callbacks, m, &why);
+	if (!opening_join(m, &why, &err))
+		err = kvm_open(&m->kvm, path, &callbacks, m, &why);
 	switch (why) {
 	case KVM_OPEN_OK:
 		break;
@@ -702,6 +771,8 @@ int machine_run(struct machine *m)
 
 	/* It ran, even if it has ended already: a detached lkvm reports
 	 * that, and the status goes to the exit record. */
+	if (m->started && m->started(m, m->started_arg))
+		machine_stop(m, LKVM_EXIT_ERROR);
 	if (m->ncpus && m->vcpus[m->ncpus - 1].started)
 		control_running(m);
 
@@ -747,6 +818,12 @@ void machine_exit(struct machine *m)
 		munmap(m->mem[0].host, m->ram_size);
 	iobus_free(m->pio);
 	iobus_free(m->mmio);
+	if (m->opening) {
+		enum kvm_open_error why;
+		int err;
+
+		opening_join(m, &why, &err);
+	}
 	kvm_close(m->kvm);
 	if (m->epoll_fd >= 0)
 		close(m->epoll_fd);

@@ -80,6 +80,7 @@ typedef size_t (*console_input_fn)(struct machine *m, const char *buf,
 struct machine {
 	struct machine_config cfg;
 	struct kvm_ctx *kvm;
+	struct kvm_opening *opening;	/* machine_open_kvm_early() */
 	struct iobus *pio;
 	struct iobus *mmio;
 
@@ -123,6 +124,12 @@ struct machine {
 	struct machine_vcpu_ctl *vctl;
 	struct control *control;
 	struct counters *counters;
+
+	/* Called by machine_run() once the vCPUs run, before the main loop:
+	 * what the guest's boot need not wait for (the control socket). An
+	 * error stops the guest. */
+	int (*started)(struct machine *m, void *arg);
+	void *started_arg;
 
 	/*
 	 * Virtio (virtio/): the MSI routes that virtio-pci's MSI-X vectors
@@ -193,6 +200,9 @@ void machine_dump_vcpu(struct machine *m, struct vcpu *v, const char *why);
 
 /* The life cycle, in builtin-run.c's order. */
 int machine_setup_config(struct machine *m);	/* device config blocks */
+/* Optional, before machine_init() and after any fork: opens /dev/kvm and
+ * creates the VM in a thread while the caller goes on. */
+void machine_open_kvm_early(struct machine *m);
 int machine_init(struct machine *m);	/* KVM, memory, devices, boot */
 int machine_run(struct machine *m);	/* vCPUs and main loop; status */
 /* One round of the main loop: waits up to timeout_ms (-1: no limit) and
