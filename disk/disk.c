@@ -496,6 +496,45 @@ static void aio_push(struct disk *d, struct disk_part **p, int n)
 	}
 }
 
+/* The plug of this thread: parts reserved and waiting for one io_submit. */
+static __thread struct {
+	struct disk *d;
+	int n;
+	struct disk_part *parts[EVENT_BATCH];
+} plug;
+
+void disk_plug(struct disk *d)
+{
+	if (plug.d && plug.d != d)
+		disk_unplug(plug.d);
+	plug.d = d;
+}
+
+void disk_unplug(struct disk *d)
+{
+	if (plug.d != d)
+		return;
+	aio_push(d, plug.parts, plug.n);
+	plug.n = 0;
+	plug.d = NULL;
+}
+
+/* Reserved parts go to the kernel now, or wait in this thread's plug. */
+static void aio_push_or_hold(struct disk *d, struct disk_part **p, int n)
+{
+	if (plug.d != d) {
+		aio_push(d, p, n);
+		return;
+	}
+	for (int i = 0; i < n; i++) {
+		if (plug.n == EVENT_BATCH) {
+			aio_push(d, plug.parts, plug.n);
+			plug.n = 0;
+		}
+		plug.parts[plug.n++] = p[i];
+	}
+}
+
 void disk_part_submit(struct disk *d, struct disk_part **parts, int n)
 {
 	struct disk_part *now[EVENT_BATCH];
@@ -524,7 +563,7 @@ void disk_part_submit(struct disk *d, struct disk_part **parts, int n)
 			d->overflow_tail = p;
 		}
 		pthread_mutex_unlock(&d->lock);
-		aio_push(d, now, k);
+		aio_push_or_hold(d, now, k);
 	}
 }
 

@@ -283,6 +283,7 @@ static void blk_notify(struct virtio_dev *d, struct virtq *vq)
 	struct blk *b = d->priv;
 	bool started = false;
 
+	disk_plug(b->disk);
 again:
 	virtq_kicks_off(vq);
 	while (b->free) {
@@ -308,6 +309,7 @@ again:
 	} else if (virtq_kicks_on(vq)) {
 		goto again;
 	}
+	disk_unplug(b->disk);
 	if (started)
 		virtio_queue_done(d, vq);
 }

@@ -73,6 +73,13 @@ const struct disk_info *disk_info(const struct disk *d);
  * runs exactly once, in disk_complete(), never inside disk_submit(). A
  * FLUSH covers the writes completed before it was submitted. */
 int disk_submit(struct disk *d, struct disk_req *r);
+/*
+ * Between disk_plug() and disk_unplug(), requests that this thread
+ * submits to d are held and go to the kernel together, in one io_submit
+ * (a device plugs around the requests of one queue notification).
+ */
+void disk_plug(struct disk *d);
+void disk_unplug(struct disk *d);
 int disk_completion_fd(const struct disk *d);
 void disk_complete(struct disk *d);
 
