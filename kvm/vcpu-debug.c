@@ -49,6 +49,7 @@ struct machine_debug {
 		void *opaque;
 	} handler[VCPU_DEBUG_NR];
 	struct vcpu_debug *vcpu;	/* [m->ncpus] */
+	int flags;		/* KVM_CAP_SET_GUEST_DEBUG2; -1: not asked */
 };
 
 /* ---- the merge ----------------------------------------------------------- */
@@ -241,6 +242,7 @@ int machine_debug_init(struct machine *m)
 		return -ENOMEM;
 	}
 	pthread_mutex_init(&d->lock, NULL);
+	d->flags = -1;
 	m->debug = d;
 	return 0;
 }
@@ -293,6 +295,18 @@ static void apply(struct vcpu *v, void *arg)
 		vd->applied.step |= STEP_OVER;
 	}
 	vcpu_debug_encode(&vd->applied, &dbg);
+	if (d->flags < 0)
+		d->flags = MAX(kvm_check_extension(v->m->kvm,
+						   KVM_CAP_SET_GUEST_DEBUG2), 0);
+	/*
+	 * No interrupt while stepping: one taken then would push the TF
+	 * that KVM sets for the step into the guest's interrupt frame, and
+	 * the guest would trap on its own after its iret, long after the
+	 * debugger let go (without BLOCKIRQ a step may land in a handler).
+	 */
+	if ((dbg.control & KVM_GUESTDBG_SINGLESTEP) &&
+	    (d->flags & KVM_GUESTDBG_BLOCKIRQ))
+		dbg.control |= KVM_GUESTDBG_BLOCKIRQ;
 	pthread_mutex_unlock(&d->lock);
 	err = kvm_set_guest_debug(v->kvm, &dbg);
 	if (err)
