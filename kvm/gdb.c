@@ -84,6 +84,7 @@ struct gdb {
 	/* The thread's own. */
 	bool running;		/* resumed; the client waits for a stop */
 	bool noack;
+	bool xml_read;		/* the client knows the registers past mxcsr */
 	unsigned int cur_g;	/* vCPU of register and memory access */
 	int last_sig;
 	unsigned int last_vcpu;
@@ -171,7 +172,13 @@ static int parse_spec(struct gdb *g, const char *spec)
 #define R_FCTRL 32
 #define R_XMM 40
 #define R_MXCSR 56
-#define R_NUM 57
+#define R_NUM_AMD64 57
+/* Described only by target.xml: fs_base, gs_base, then cr0, cr2, cr3,
+ * cr4 and efer (read-only), for looking at a kernel's state. */
+#define R_FS_BASE 57
+#define R_CR0 59
+#define R_EFER 63
+#define R_NUM 64
 
 static unsigned int reg_size(unsigned int n)
 {
@@ -185,7 +192,9 @@ static unsigned int reg_size(unsigned int n)
 		return 4;
 	if (n < R_MXCSR)
 		return 16;
-	return n == R_MXCSR ? 4 : 0;
+	if (n == R_MXCSR)
+		return 4;
+	return n < R_NUM ? 8 : 0;
 }
 
 /* GDB's rax, rbx, rcx, rdx, rsi, rdi, rbp, rsp, r8-r15 in kvm_regs. */
@@ -257,14 +266,23 @@ static void reg_get(struct vcpu_regs *s, unsigned int n, uint8_t *b)
 		put_le32(b, v);
 	} else if (n < R_MXCSR)
 		memcpy(b, f->xmm[n - R_XMM], 16);
-	else
+	else if (n == R_MXCSR)
 		put_le32(b, f->mxcsr);
+	else if (n < R_CR0)
+		put_le64(b, n == R_FS_BASE ? s->sregs.fs.base : s->sregs.gs.base);
+	else {
+		const __u64 sys[] = { s->sregs.cr0, s->sregs.cr2, s->sregs.cr3,
+				      s->sregs.cr4, s->sregs.efer };
+
+		put_le64(b, sys[n - R_CR0]);
+	}
 }
 
 /*
  * Sets register n of s from b. The selectors, and the x87 words GDB
  * shows but KVM keeps otherwise, are accepted only unchanged: loading a
- * segment needs a descriptor, which GDB does not give.
+ * segment needs a descriptor, which GDB does not give. So are the
+ * segment bases and system registers, which are there to be looked at.
  */
 static int reg_set(struct vcpu_regs *s, unsigned int n, const uint8_t *b)
 {
@@ -277,7 +295,7 @@ static int reg_set(struct vcpu_regs *s, unsigned int n, const uint8_t *b)
 		s->regs.rip = get_le64(b);
 	else if (n == R_EFLAGS)
 		s->regs.rflags = get_le32(b) | 2;	/* bit 1 is fixed */
-	else if (n < R_ST || (n > R_FCTRL + 1 && n < R_XMM)) {
+	else if (n < R_ST || (n > R_FCTRL + 1 && n < R_XMM) || n > R_MXCSR) {
 		reg_get(s, n, now);
 		return memcmp(now, b, reg_size(n)) ? -EINVAL : 0;
 	} else if (n < R_FCTRL)
@@ -300,6 +318,22 @@ static const char target_xml[] =
 	"<!DOCTYPE target SYSTEM \"gdb-target.dtd\">"
 	"<target><architecture>i386:x86-64</architecture>"
 	"<feature name=\"org.gnu.gdb.i386.core\">"
+	"<flags id=\"eflags\" size=\"4\">"
+	"<field name=\"CF\" start=\"0\" end=\"0\"/>"
+	"<field name=\"PF\" start=\"2\" end=\"2\"/>"
+	"<field name=\"AF\" start=\"4\" end=\"4\"/>"
+	"<field name=\"ZF\" start=\"6\" end=\"6\"/>"
+	"<field name=\"SF\" start=\"7\" end=\"7\"/>"
+	"<field name=\"TF\" start=\"8\" end=\"8\"/>"
+	"<field name=\"IF\" start=\"9\" end=\"9\"/>"
+	"<field name=\"DF\" start=\"10\" end=\"10\"/>"
+	"<field name=\"OF\" start=\"11\" end=\"11\"/>"
+	"<field name=\"NT\" start=\"14\" end=\"14\"/>"
+	"<field name=\"RF\" start=\"16\" end=\"16\"/>"
+	"<field name=\"VM\" start=\"17\" end=\"17\"/>"
+	"<field name=\"AC\" start=\"18\" end=\"18\"/>"
+	"<field name=\"ID\" start=\"21\" end=\"21\"/>"
+	"</flags>"
 	"<reg name=\"rax\" bitsize=\"64\" type=\"int64\"/>"
 	"<reg name=\"rbx\" bitsize=\"64\" type=\"int64\"/>"
 	"<reg name=\"rcx\" bitsize=\"64\" type=\"int64\"/>"
@@ -317,7 +351,7 @@ static const char target_xml[] =
 	"<reg name=\"r14\" bitsize=\"64\" type=\"int64\"/>"
 	"<reg name=\"r15\" bitsize=\"64\" type=\"int64\"/>"
 	"<reg name=\"rip\" bitsize=\"64\" type=\"code_ptr\"/>"
-	"<reg name=\"eflags\" bitsize=\"32\" type=\"int32\"/>"
+	"<reg name=\"eflags\" bitsize=\"32\" type=\"eflags\"/>"
 	"<reg name=\"cs\" bitsize=\"32\" type=\"int32\"/>"
 	"<reg name=\"ss\" bitsize=\"32\" type=\"int32\"/>"
 	"<reg name=\"ds\" bitsize=\"32\" type=\"int32\"/>"
@@ -358,6 +392,15 @@ static const char target_xml[] =
 	"<reg name=\"xmm14\" bitsize=\"128\" type=\"uint128\"/>"
 	"<reg name=\"xmm15\" bitsize=\"128\" type=\"uint128\"/>"
 	"<reg name=\"mxcsr\" bitsize=\"32\" type=\"int\" group=\"vector\"/>"
+	"</feature><feature name=\"org.gnu.gdb.i386.segments\">"
+	"<reg name=\"fs_base\" bitsize=\"64\" type=\"int\"/>"
+	"<reg name=\"gs_base\" bitsize=\"64\" type=\"int\"/>"
+	"</feature><feature name=\"org.lkvm.x86.system\">"
+	"<reg name=\"cr0\" bitsize=\"64\" type=\"uint64\" group=\"system\"/>"
+	"<reg name=\"cr2\" bitsize=\"64\" type=\"uint64\" group=\"system\"/>"
+	"<reg name=\"cr3\" bitsize=\"64\" type=\"uint64\" group=\"system\"/>"
+	"<reg name=\"cr4\" bitsize=\"64\" type=\"uint64\" group=\"system\"/>"
+	"<reg name=\"efer\" bitsize=\"64\" type=\"uint64\" group=\"system\"/>"
 	"</feature></target>";
 
 /* ---- hex ---------------------------------------------------------------------- */
@@ -533,6 +576,7 @@ static void attach(struct gdb *g, int fd)
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	g->conn_fd = fd;
 	g->noack = false;
+	g->xml_read = false;
 	g->rx = RX_IDLE;
 	g->garbage = g->bad_csum = 0;
 	g->cur_g = 0;
@@ -681,6 +725,13 @@ static bool reply_err(struct gdb *g, int err)
 	return reply(g, e);
 }
 
+/* What g and G move: GDB's amd64 layout, and what target.xml adds once
+ * the client has read it (a longer g would upset a client without it). */
+static unsigned int nregs(const struct gdb *g)
+{
+	return g->xml_read ? R_NUM : R_NUM_AMD64;
+}
+
 static bool do_read_regs(struct gdb *g, int n)
 {
 	struct vcpu_regs s;
@@ -691,7 +742,7 @@ static bool do_read_regs(struct gdb *g, int n)
 	if (err)
 		return reply_err(g, err);
 	for (unsigned int i = n < 0 ? 0 : (unsigned int)n;
-	     i < (n < 0 ? R_NUM : (unsigned int)n + 1); i++) {
+	     i < (n < 0 ? nregs(g) : (unsigned int)n + 1); i++) {
 		reg_get(&s, i, b);
 		o = put_hex(o, b, reg_size(i));
 	}
@@ -710,7 +761,7 @@ static bool do_write_regs(struct gdb *g, int n, const char *p)
 	if (err)
 		return reply_err(g, err);
 	for (unsigned int i = n < 0 ? 0 : (unsigned int)n;
-	     i < (n < 0 ? R_NUM : (unsigned int)n + 1) && *p; i++) {
+	     i < (n < 0 ? nregs(g) : (unsigned int)n + 1) && *p; i++) {
 		if (!get_hex(&p, b, reg_size(i)))
 			return reply_err(g, EINVAL);
 		if (reg_set(&s, i, b))
@@ -917,6 +968,7 @@ static bool do_xfer(struct gdb *g, const char *p)
 	len = MIN(len, (uint64_t)(sizeof(g->out) - 2));
 	len = MIN(len, total - off);
 	g->out[0] = off + len < total ? 'm' : 'l';
+	g->xml_read = true;
 	memcpy(g->out + 1, target_xml + off, (size_t)len);
 	g->out[len + 1] = 0;
 	return reply(g, g->out);

@@ -63,7 +63,8 @@ gdb_batch() { # gdb commands...
 	read -r _ _ gva _ < <(grep -E '^# map ' "$TMP/g.log")
 	addr=$(nm "$ELF" | awk '$3 == "wait_tick" { print $1 }')
 	run gdb_batch 'break wait_tick' continue 'info registers rip' \
-		"x/gx $gpa" "x/gx $gva" 'x/gx &magic_page' 'info threads' detach
+		"x/gx $gpa" "x/gx $gva" 'x/gx &magic_page' 'info threads' \
+		'p/x $cr3' 'set $cr3 = 0' detach
 	echo "$output"
 	[ "$status" -eq 0 ]
 	[[ "$output" == *"Breakpoint 1, 0x$addr in wait_tick ()"* ]]
@@ -71,6 +72,10 @@ gdb_batch() { # gdb commands...
 	# The value at the GPA, at the mapped GVA and at the symbol.
 	[ "$(grep -c ":[[:space:]]*$value\$" <<<"$output")" -eq 3 ]
 	[[ "$output" == *"Thread 1 (vCPU 0)"* ]]
+	# cr3 as lkvm debug shows it; system registers are read-only.
+	cr3=$("$LKVM" debug g --regs | sed -nE 's/.*cr3=0*([0-9a-f]+) .*/\1/p')
+	[[ "$output" == *"\$1 = 0x$cr3"* ]]
+	[[ "$output" == *'Could not write register "cr3"'* ]]
 	[[ "$output" == *"detached"* ]]
 	# Detached: breakpoint gone, the guest runs on.
 	beat=$(last_beat g)
