@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "lkvm/device.h"
@@ -49,6 +50,8 @@
 #define HOLD_MS 2000
 /* How often the idle thread looks whether the machine stops. */
 #define POLL_MS 200
+/* How long a reply may wait for a client that does not read. */
+#define SEND_TIMEOUT_S 5
 
 #define SIGTRAP_NR 5
 #define SIGINT_NR 2
@@ -82,6 +85,7 @@ struct gdb {
 	struct vcpu_debug_hit *hit;	/* per vCPU: why */
 
 	/* The thread's own. */
+	bool engaged;		/* the client has sent a valid packet */
 	bool running;		/* resumed; the client waits for a stop */
 	bool noack;
 	bool xml_read;		/* the client knows the registers past mxcsr */
@@ -553,6 +557,7 @@ static void let_go(struct gdb *g)
 	pthread_mutex_unlock(&g->lock);
 	memset(g->watch, 0, sizeof(g->watch));
 	g->running = false;
+	g->engaged = false;
 }
 
 static void drop_client(struct gdb *g, const char *why)
@@ -569,11 +574,19 @@ static void drop_client(struct gdb *g, const char *why)
 	g->conn_fd = -1;
 }
 
+/*
+ * A new client. It stops the guest with its first valid packet, not by
+ * connecting: something that only connects, or sends nothing but noise,
+ * never stops the guest.
+ */
 static void attach(struct gdb *g, int fd)
 {
+	/* A client that stops reading cannot block the stub for long. */
+	struct timeval tv = { .tv_sec = SEND_TIMEOUT_S };
 	int one = 1;
 
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	g->conn_fd = fd;
 	g->noack = false;
 	g->xml_read = false;
@@ -583,12 +596,23 @@ static void attach(struct gdb *g, int fd)
 	g->last_sig = SIGTRAP_NR;
 	g->last_vcpu = 0;
 	memset(&g->last_hit, 0, sizeof(g->last_hit));
+	g->engaged = false;
+	g->running = false;
 	pthread_mutex_lock(&g->lock);
 	g->attached = true;
-	hold_all_locked(g);	/* GDB expects a stopped target */
+	pthread_mutex_unlock(&g->lock);
+}
+
+/* The client's first valid packet: GDB expects a stopped target. */
+static void engage(struct gdb *g)
+{
+	if (g->engaged)
+		return;
+	pthread_mutex_lock(&g->lock);
+	hold_all_locked(g);
 	pthread_mutex_unlock(&g->lock);
 	wait_all_stopped(g);
-	g->running = false;
+	g->engaged = true;
 }
 
 /* ---- stop replies ---------------------------------------------------------------- */
@@ -1152,6 +1176,7 @@ static bool receive(struct gdb *g, const uint8_t *buf, size_t n)
 			}
 			if (!g->noack && !send_all(g, "+", 1))
 				return false;
+			engage(g);
 			if (!handle_packet(g, g->pkt))
 				return false;
 			break;
@@ -1199,6 +1224,11 @@ static void *gdb_thread(void *arg)
 			    report_pending(g) < 0)
 				drop_client(g, NULL);
 		}
+		/* The client first: one that has just closed is gone
+		 * before the next is let in. */
+		if (g->conn_fd >= 0 &&
+		    (pfd[2].revents & (POLLIN | POLLHUP | POLLERR)))
+			on_readable(g);
 		if (pfd[1].revents & POLLIN) {
 			int c = accept4(g->listen_fd, NULL, NULL, SOCK_CLOEXEC);
 
@@ -1207,9 +1237,6 @@ static void *gdb_thread(void *arg)
 			else if (c >= 0)
 				attach(g, c);
 		}
-		if (g->conn_fd >= 0 &&
-		    (pfd[2].revents & (POLLIN | POLLHUP | POLLERR)))
-			on_readable(g);
 	}
 	if (g->conn_fd >= 0) {
 		/* The guest has ended: W with its status. */
