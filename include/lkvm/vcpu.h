@@ -265,7 +265,12 @@ void machine_debug_free(struct machine *m);
 /* KVM_EXIT_DEBUG on v's thread: routes it; KVM_CONTINUE or an error. */
 int vcpu_debug_exit(struct vcpu *v, const struct kvm_debug_exit_arch *arch);
 
-/* Registers (fn non-NULL) or removes who's handler. */
+/*
+ * Registers (fn non-NULL) or removes who's handler. A debug exit copies
+ * the handler before calling it, so a call already on its way may still
+ * come after the removal: keep opaque alive until the vCPU threads have
+ * ended (or the owner's cleanup has answered its events).
+ */
 void machine_debug_set_handler(struct machine *m, enum vcpu_debug_owner who,
 			       vcpu_debug_fn fn, void *opaque);
 
