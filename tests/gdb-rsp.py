@@ -2,6 +2,9 @@
 # A raw GDB remote-protocol client for tests/gdb.bats. Usage:
 #   gdb-rsp.py PORT interrupt   continue the guest, send Ctrl-C, print the
 #                               stop reply, read a register, detach
+#   gdb-rsp.py PORT stepstop    steps vCPU 1 (an AP that never started:
+#                               the step cannot end), Ctrl-C, prints the
+#                               stop, then steps vCPU 0 and detaches
 #   gdb-rsp.py PORT malformed   a bad checksum (expects '-'), then an
 #                               oversized packet after which lkvm must
 #                               close the connection; prints what it saw
@@ -62,6 +65,14 @@ if what == "interrupt":
     s.sendall(b"\x03")
     print("ack", ack.decode(), "interrupted", reply())
     print("rip", command("p10"))
+    print("detach", command("D"))
+elif what == "stepstop":
+    command("?")
+    s.sendall(frame(b"vCont;s:2"))
+    read_byte()
+    s.sendall(b"\x03")
+    print("interrupted", reply())
+    print("then", command("vCont;s:1"))
     print("detach", command("D"))
 elif what == "malformed":
     command("?")

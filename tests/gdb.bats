@@ -114,6 +114,16 @@ gdb_batch() { # gdb commands...
 	wait_for "$TMP/g.log" "^# heartbeat $((beat + 2))\$" 10
 }
 
+@test "gdb: Ctrl-C ends a step that cannot end (a vCPU that never started)" {
+	start g --gdb 0,wait -c 2
+	rsp stepstop
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"interrupted T02thread:2;"* ]]
+	[[ "$output" == *"then T05thread:1;"* ]]
+	[[ "$output" == *"detach OK"* ]]
+	wait_for "$TMP/g.log" '^# heartbeat 1$' 30
+}
+
 @test "gdb: registers, threads and the target description over the raw protocol" {
 	start g --gdb 0,wait -c 2
 	rsp packets qfThreadInfo qsThreadInfo \
