@@ -243,7 +243,11 @@ struct vcpu_debug_hit {
 	struct vcpu_bp bp[VCPU_DEBUG_MAX_BP];
 };
 
-/* What a handler returns. */
+/*
+ * What a handler returns. RESUME after an int3 (#BP) runs the int3 again
+ * (KVM reports it at its own address): the owner puts the original byte
+ * back or moves RIP first.
+ */
 #define VCPU_DEBUG_RESUME	0	/* go on (past an exec breakpoint) */
 #define VCPU_DEBUG_REINJECT	1	/* deliver the #DB/#BP to the guest */
 
