@@ -102,6 +102,19 @@ gdb_batch() { # gdb commands...
 	! grep -q 'Bail out' "$TMP/g.log"
 }
 
+@test "gdb: a hardware watchpoint stops the guest after the write" {
+	command -v gdb >/dev/null || skip "no gdb"
+	# HOST-KVM.md: a paravirtual KVM emulates CPL-0 code and its
+	# emulator does not check data breakpoints (test-vcpu-debug shows it).
+	[ ! -e /sys/module/kvm_pvm ] || skip "this KVM does not check data breakpoints at CPL 0"
+	start g
+	run gdb_batch 'watch *(long *)&ticks' continue 'info registers rip' detach
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"Hardware watchpoint 1: *(long *)&ticks"* ]]
+	[[ "$output" == *"Old value = "*"New value = "* ]]
+}
+
 @test "gdb: Ctrl-C stops the running guest; detach resumes it" {
 	start g
 	rsp interrupt
