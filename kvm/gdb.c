@@ -102,6 +102,7 @@ struct gdb {
 	bool pkt_overflow;
 	uint8_t sum, csum;
 	char out[PKT_MAX + 1];
+	char frame[PKT_MAX + 4];	/* $out#cs */
 };
 
 static const struct device_ops gdb_ops;
@@ -483,15 +484,16 @@ static bool send_all(struct gdb *g, const void *buf, size_t len)
  * sends '$', '#', '}' or '*' in a body). */
 static bool send_packet(struct gdb *g, const char *s)
 {
-	char tail[4];
 	uint8_t sum = 0;
-	size_t len = strlen(s);
+	size_t len = strnlen(s, PKT_MAX);
 
+	/* One write: with TCP_NODELAY each would be a segment. */
+	g->frame[0] = '$';
+	memcpy(g->frame + 1, s, len);
 	for (size_t i = 0; i < len; i++)
 		sum += (uint8_t)s[i];
-	snprintf(tail, sizeof(tail), "#%02x", sum);
-	return send_all(g, "$", 1) && send_all(g, s, len) &&
-	       send_all(g, tail, 3);
+	snprintf(g->frame + 1 + len, 4, "#%02x", sum);
+	return send_all(g, g->frame, len + 4);
 }
 
 static struct vcpu *cur_vcpu(struct gdb *g)

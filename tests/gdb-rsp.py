@@ -17,6 +17,7 @@ import os, socket, sys
 
 port, what = int(sys.argv[1]), sys.argv[2]
 s = socket.create_connection(("127.0.0.1", port), timeout=10)
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as gdb does
 buf = b""
 
 def frame(body):
@@ -33,15 +34,16 @@ def read_byte():
 
 def reply():
     # Skips acks up to '$', reads the body, checks the checksum, acks.
+    global buf
     while read_byte() != b"$":
         pass
-    body = b""
-    while True:
-        c = read_byte()
-        if c == b"#":
-            break
-        body += c
-    csum = read_byte() + read_byte()
+    while b"#" not in buf or len(buf) < buf.index(b"#") + 3:
+        more = s.recv(65536)
+        if not more:
+            raise EOFError
+        buf += more
+    end = buf.index(b"#")
+    body, csum, buf = buf[:end], buf[end + 1:end + 3], buf[end + 3:]
     assert int(csum, 16) == sum(body) & 0xff, "bad checksum from lkvm"
     s.sendall(b"+")
     return body.decode()
