@@ -77,6 +77,7 @@ struct gdb {
 	int wake[2];		/* on_debug() and exit -> the thread */
 	pthread_t thread;
 	bool thread_started;
+	bool quit;		/* atomic: device exit ends the thread */
 
 	pthread_mutex_t lock;	/* below, shared with on_debug() */
 	bool attached;		/* a client is connected */
@@ -1206,7 +1207,8 @@ static void *gdb_thread(void *arg)
 	struct gdb *g = arg;
 
 	pthread_setname_np(pthread_self(), "gdb");
-	while (!machine_stopping(g->m)) {
+	while (!machine_stopping(g->m) &&
+	       !__atomic_load_n(&g->quit, __ATOMIC_ACQUIRE)) {
 		struct pollfd pfd[3] = {
 			{ .fd = g->wake[0], .events = POLLIN },
 			{ .fd = g->listen_fd, .events = POLLIN },
@@ -1376,8 +1378,8 @@ static void gdb_exit(struct machine *m)
 	if (!g)
 		return;
 	if (g->thread_started) {
-		if (!machine_stopping(m))
-			machine_stop(m, LKVM_EXIT_ERROR);
+		__atomic_store_n(&g->quit, true, __ATOMIC_RELEASE);
+		(void)!write(g->wake[1], "q", 1);
 		pthread_join(g->thread, NULL);
 	}
 	machine_debug_set_handler(m, VCPU_DEBUG_GDB, NULL, NULL);
