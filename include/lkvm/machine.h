@@ -55,6 +55,7 @@ struct pci_bus;
 struct fd_watch;
 struct vcpu_ctl;
 struct machine_vcpu_ctl;
+struct machine_debug;
 struct control;
 struct counters;
 struct msi_routes;
@@ -124,6 +125,8 @@ struct machine {
 	struct machine_vcpu_ctl *vctl;
 	struct control *control;
 	struct counters *counters;
+	/* Guest debug: breakpoints and steps of each owner (vcpu-debug.c). */
+	struct machine_debug *debug;
 
 	/* Called by machine_run() once the vCPUs run, before the main loop:
 	 * what the guest's boot need not wait for (the control socket). An
