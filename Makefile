@@ -11,7 +11,7 @@ CC      ?= gcc
 O       := build
 CFLAGS  := -std=gnu11 -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE \
            -Iinclude -MMD -MP -fno-strict-aliasing
-LDLIBS  := -lfdt -lpthread -laio -lz -lnettle
+LDLIBS  := -lfdt -lpthread -laio -lz -lnettle -lseccomp
 SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all \
             -fno-omit-frame-pointer
 
@@ -68,6 +68,15 @@ $(O)/arch/x86/test-kernel.o $(O)/san/arch/x86/test-kernel.o: \
 $(TESTKERNEL): $(TESTKERNEL)-build
 	@$(MAKE) --no-print-directory -C x86-kernel test-kernel.elf
 $(TESTKERNEL)-build: ;
+
+# System call names for the seccomp report (kvm/seccomp.c), from the
+# kernel headers: its SIGSYS handler must not look anything up.
+$(O)/gen/syscall-names.h:
+	@mkdir -p $(dir $@)
+	echo '#include <asm/unistd.h>' | $(CC) -E -dM - | sed -n \
+	  's/^#define __NR_\([a-z0-9_]*\) \([0-9]*\)$$/[\2] = "\1",/p' >$@
+$(O)/kvm/seccomp.o $(O)/san/kvm/seccomp.o: $(O)/gen/syscall-names.h
+$(O)/kvm/seccomp.o $(O)/san/kvm/seccomp.o: CFLAGS += -I$(O)/gen
 
 # Unit tests link the library whole so that every device registers.
 $(O)/tests/%: tests/unit/%.c $(O)/liblkvm.a

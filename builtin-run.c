@@ -13,6 +13,7 @@
 #include "lkvm/control.h"
 #include "lkvm/machine.h"
 #include "lkvm/registry.h"
+#include "lkvm/seccomp.h"
 #include "lkvm/term.h"
 #include "lkvm/util.h"
 
@@ -265,7 +266,8 @@ int cmd_run(int argc, char **argv)
 	if (registry_claim(m.cfg.name, &reg))
 		return LKVM_EXIT_ERROR;
 	if ((m.cfg.console_log && term_open_log(m.cfg.console_log)) ||
-	    machine_init(&m) || control_start(&m, &reg, notify)) {
+	    machine_init(&m) || control_start(&m, &reg, notify) ||
+	    confine_start(&m, &reg)) {
 		machine_exit(&m);
 		registry_release(&reg);
 		return LKVM_EXIT_ERROR;

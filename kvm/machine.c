@@ -24,6 +24,7 @@
 
 #include "lkvm/arch.h"
 #include "lkvm/control.h"
+#include "lkvm/seccomp.h"
 #include "lkvm/stats.h"
 #include "lkvm/term.h"
 #include "lkvm/util.h"
@@ -596,6 +597,7 @@ static void *vcpu_thread(void *arg)
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 	kvm_vcpu_bind_thread(v->kvm);
 	vcpu_ctl_thread_start(v);
+	seccomp_thread_enter(SECCOMP_VCPU);	/* before the first KVM_RUN */
 
 	for (;;) {
 		int r;
@@ -704,6 +706,7 @@ int machine_run(struct machine *m)
 	 * that, and the status goes to the exit record. */
 	if (m->ncpus && m->vcpus[m->ncpus - 1].started)
 		control_running(m);
+	seccomp_thread_enter(SECCOMP_MAIN);	/* its set-up is over */
 
 	while (!machine_stopping(m))
 		machine_poll(m, -1);
