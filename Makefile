@@ -4,6 +4,7 @@
 #   make run        install missing packages, build, boot the test kernel
 #   make check      install missing packages, build, run every test
 #   make bench      run the benchmarks in bench/
+#   make soak       the soak test for SOAK_SECONDS (default 300)
 #   make check-linux  boot Debian's kernel as a cross-check (slow here)
 #   make unit       only the C unit tests (plain and sanitized)
 
@@ -94,7 +95,7 @@ $(O)/bench/%: bench/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
 
-.PHONY: all setup run check check-linux unit bench clean
+.PHONY: all setup run check check-linux unit bench soak clean
 setup:
 	@tests/setup-deps
 
@@ -115,6 +116,10 @@ check-linux: all
 
 bench: all $(patsubst bench/%.c,$(O)/bench/%,$(wildcard bench/*.c))
 	@for b in bench/*.sh; do $$b || exit 1; done
+
+soak: setup
+	@$(MAKE) --no-print-directory all
+	@SOAK_SECONDS=$${SOAK_SECONDS:-300} tests/soak.sh
 
 clean:
 	rm -rf $(O) lkvm

@@ -414,8 +414,10 @@ static void serve(struct introspect *in)
 			return;
 		if (stop_requested(in, n > 0 ? pfd[1].revents : 0))
 			return;
-		if (npfd == 3 && (pfd[2].revents & POLLIN)) {
-			/* One tool at a time: a second one is turned away. */
+		/* One tool at a time: a second one is turned away, but
+		 * only once the first has been read: when it has just
+		 * hung up, the next tool is the one to serve. */
+		if (npfd == 3 && (pfd[2].revents & POLLIN) && !pfd[0].revents) {
 			int c = accept4(in->listen_fd, NULL, NULL, SOCK_CLOEXEC);
 
 			if (c >= 0)
