@@ -120,6 +120,7 @@ bench: all $(patsubst bench/%.c,$(O)/bench/%,$(wildcard bench/*.c))
 soak: setup
 	@$(MAKE) --no-print-directory all
 	@SOAK_SECONDS=$${SOAK_SECONDS:-300} tests/soak.sh
+	@SOAK_SECONDS=$${SOAK_SECONDS:-300} SOAK_FORMAT=qcow2 tests/soak.sh
 
 clean:
 	rm -rf $(O) lkvm

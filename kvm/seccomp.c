@@ -117,6 +117,8 @@ static const struct seccomp_rule core_rules[] = {
 	 * complete on I/O threads; the main loop flushes at the end). */
 	SECCOMP_SYSCALL(pread64, ALL), SECCOMP_SYSCALL(pwrite64, ALL),
 	SECCOMP_SYSCALL(preadv, ALL), SECCOMP_SYSCALL(pwritev, ALL),
+	SECCOMP_SYSCALL(preadv2, ALL),
+	SECCOMP_SYSCALL(pwritev2, ALL),	/* qcow2 metadata, RWF_DSYNC */
 	SECCOMP_SYSCALL(fsync, ALL), SECCOMP_SYSCALL(fdatasync, ALL),
 	SECCOMP_SYSCALL(io_submit, ALL), SECCOMP_SYSCALL(io_getevents, ALL),
 	SECCOMP_SYSCALL(io_cancel, ALL), SECCOMP_SYSCALL(io_destroy, MAIN),

@@ -172,3 +172,14 @@ print(s.recv(4096)[16:].decode(errors="replace"))' "$LKVM_HOME/u.sock"
 	run "$LKVM" run --user nobody -p tests=serial
 	assert_one_line_error "--user nobody: cannot write the registry directory .*; set LKVM_HOME"
 }
+
+@test "under the filter: a qcow2 disk passes the virtio-blk check and stays consistent" {
+	# No other guest suite boots from qcow2; its metadata writes use
+	# calls (pwritev2 with RWF_DSYNC) raw images never make.
+	qemu-img create -q -f qcow2 "$TMP/d.qcow2" 4M
+	run "$LKVM" run -d "$TMP/d.qcow2" -p tests=virtio-blk
+	[ "$status" -eq 0 ] || { echo "status $status: $output"; return 1; }
+	[[ "$output" == *"ok 1 - virtio-blk"* ]]
+	[[ "$output" != *seccomp* ]]
+	qemu-img check -q "$TMP/d.qcow2"
+}

@@ -18,7 +18,8 @@
 #     reports a failure;
 #   - the disk does not hold the last round of each sector (a lost write);
 #   - lkvm dies, or a host command fails.
-# It prints the figures on the last line.
+# SOAK_FORMAT=qcow2 uses a qcow2 image (and `qemu-img check` at the end)
+# instead of a raw one. It prints the figures on the last line.
 #
 # Network I/O: when lkvm has virtio-net, put its option in NET_ARGS and a
 # network step in soak_steps (x86-kernel/soak.c), whose count the guest
@@ -31,6 +32,7 @@ cd "$(dirname "$0")/.." || exit 1
 LKVM=${LKVM:-$PWD/lkvm}
 SECS=${SOAK_SECONDS:-300}
 SLACK=${SOAK_RSS_SLACK_KIB:-256}
+FORMAT=${SOAK_FORMAT:-raw}	# or qcow2
 TMP=$(mktemp -d /tmp/lkvm-soak.XXXXXX)
 export LKVM_HOME=$TMP/home
 LOG=$TMP/soak.log
@@ -83,7 +85,11 @@ host() { # what, command...: runs it, fails the soak when it fails
 	out=$("$@" 2>&1) || fail "$what: $out"
 }
 
-truncate -s 1M "$TMP/disk.img"
+if [ "$FORMAT" = qcow2 ]; then
+	qemu-img create -q -f qcow2 "$TMP/disk.img" 1M || fail "qemu-img create"
+else
+	truncate -s 1M "$TMP/disk.img"
+fi
 head -c 32 /dev/urandom >"$TMP/cookie"
 chmod 600 "$TMP/cookie"
 out=$("$LKVM" run --detach --name "$NAME" --console-log "$LOG" \
@@ -143,6 +149,12 @@ pid=
 grep -aqE '^not ok' "$LOG" && fail "the guest reported a failure"
 rounds=$(grep -acE '^# soak [0-9]+$' "$LOG")
 R=$(last_round)
+if [ "$FORMAT" = qcow2 ]; then
+	out=$(qemu-img check -q "$TMP/disk.img" 2>&1) || fail "qemu-img check: $out"
+	qemu-img convert -O raw "$TMP/disk.img" "$TMP/disk.raw" ||
+		fail "qemu-img convert"
+	mv "$TMP/disk.raw" "$TMP/disk.img"
+fi
 grep -aoE '^# soak [0-9]+$' "$LOG" | cut -d' ' -f3 |
 	awk '$1 != NR { print "round " NR " missing: line says " $1; exit 1 }' ||
 	fail "console rounds out of order"
@@ -166,4 +178,4 @@ for s in range(N):
     if r and any(words[i] != (r * K + i) & (2**64 - 1) for i in range(1, 64)):
         sys.exit(f"sector {s}: round {r}'s pattern is damaged")
 EOF
-echo "soak: ok: ${SECS} s, $rounds guest rounds (each: a sector written, read and compared, one written and zeroed, a console line), $cycles host cycles (pause, stat, debug, introspect, resume); lkvm RSS ${base_rss} -> ${end_rss} KiB (max ${max_rss}), open fds ${base_fds} -> ${end_fds} (max ${max_fds})"
+echo "soak: ok: ${SECS} s on a $FORMAT image, $rounds guest rounds (each: a sector written, read and compared, one written and zeroed, a console line), $cycles host cycles (pause, stat, debug, introspect, resume); lkvm RSS ${base_rss} -> ${end_rss} KiB (max ${max_rss}), open fds ${base_fds} -> ${end_fds} (max ${max_fds})"
