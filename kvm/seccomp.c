@@ -94,7 +94,10 @@ static const struct seccomp_rule core_rules[] = {
 	SECCOMP_SYSCALL(restart_syscall, ALL),
 	SECCOMP_SYSCALL(getpid, ALL), SECCOMP_SYSCALL(gettid, ALL),
 	SECCOMP_SYSCALL(tgkill, ALL),	/* vCPU kicks */
-	SECCOMP_SYSCALL(clock_gettime, ALL),
+	/* The vDSO answers these, except where the host's clock source
+	 * makes it fall back to the system call. */
+	SECCOMP_SYSCALL(clock_gettime, ALL), SECCOMP_SYSCALL(gettimeofday, ALL),
+	SECCOMP_SYSCALL(time, ALL),
 	SECCOMP_SYSCALL(clock_nanosleep, ALL),
 	SECCOMP_SYSCALL(nanosleep, ALL), SECCOMP_SYSCALL(sched_yield, ALL),
 	SECCOMP_SYSCALL(set_robust_list, ALL), SECCOMP_SYSCALL(rseq, ALL),
