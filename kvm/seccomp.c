@@ -42,7 +42,7 @@
 struct confine_cfg {
 	bool no_seccomp;
 	const char *user;
-	const char *violation;	/* --debug-seccomp-violation THREAD */
+	const char *violation;	/* --debug-seccomp-violation */
 };
 
 static const struct option confine_options[] = {
@@ -53,11 +53,12 @@ static const struct option confine_options[] = {
 	  .offset = offsetof(struct confine_cfg, user),
 	  .argname = "USER|UID:GID",
 	  .help = "drop root for this user once devices and sockets are open" },
-	/* Hidden: makes THREAD (vcpu, main or io) call execve() once it is
-	 * confined, to show what a violation looks like (tests). */
+	/* Hidden: makes THREAD (vcpu, main or io) make a forbidden CALL
+	 * once it is confined, to show what a violation looks like
+	 * (tests/confine.bats). */
 	{ .name = "debug-seccomp-violation", .type = OPT_STRING,
 	  .offset = offsetof(struct confine_cfg, violation),
-	  .argname = "THREAD" },
+	  .argname = "THREAD[:exec|ioctl|mmap-exec]" },
 	OPTION_END,
 };
 
@@ -194,6 +195,7 @@ struct bpf {
 static struct bpf class_bpf[NCLASS];
 static bool filters_ready;
 static int violation_class = -1;
+static enum { V_EXEC, V_IOCTL, V_MMAP_EXEC } violation_call;
 
 /* Per thread: its class once narrowed. */
 static __thread int thread_class = -1;
@@ -369,6 +371,51 @@ static int class_index(enum seccomp_class cls)
 	}
 }
 
+/* What a compromised device model might try. */
+static void violate(void)
+{
+	char *const argv[] = { "/bin/true", NULL };
+
+	switch (violation_call) {
+	case V_EXEC:
+		execve(argv[0], argv, argv + 1);
+		break;
+	case V_IOCTL:
+		/* The filter looks at the request before the kernel looks at
+		 * the descriptor. */
+		ioctl(-1, KVM_CREATE_VCPU, 0);
+		break;
+	case V_MMAP_EXEC:
+		mmap(NULL, 4096, PROT_READ | PROT_EXEC,
+		     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		break;
+	}
+}
+
+/* --debug-seccomp-violation THREAD[:CALL] */
+static int parse_violation(const char *spec)
+{
+	static const char *const calls[] = { "exec", "ioctl", "mmap-exec" };
+	const char *colon = strchr(spec, ':');
+	size_t len = colon ? (size_t)(colon - spec) : strlen(spec);
+
+	for (int c = 0; c < NCLASS; c++)
+		if (strlen(class_name[c]) == len &&
+		    !strncmp(spec, class_name[c], len))
+			violation_class = c;
+	if (violation_class < 0)
+		return -EINVAL;
+	if (!colon)
+		return 0;
+	for (size_t i = 0; i < ARRAY_SIZE(calls); i++) {
+		if (!strcmp(colon + 1, calls[i])) {
+			violation_call = (int)i;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
 void seccomp_thread_enter(enum seccomp_class cls)
 {
 	int c = class_index(cls), err;
@@ -384,11 +431,8 @@ void seccomp_thread_enter(enum seccomp_class cls)
 			class_name[c], strerror(-err));
 		return;
 	}
-	if (violation_class == c) {
-		char *const argv[] = { "/bin/true", NULL };
-
-		execve(argv[0], argv, argv + 1);
-	}
+	if (violation_class == c)
+		violate();
 }
 
 /* ---- --user ---------------------------------------------------------------- */
@@ -496,20 +540,16 @@ int confine_start(struct machine *m, struct registry_entry *reg)
 
 	if (!cfg)
 		return 0;
+	if (cfg->violation && parse_violation(cfg->violation)) {
+		pr_err("--debug-seccomp-violation %s: use vcpu, main or io, then :exec, :ioctl or :mmap-exec",
+		       cfg->violation);
+		return -EINVAL;
+	}
 	if (cfg->user && (err = drop_user(reg, cfg->user)))
 		return err;
 	if (cfg->no_seccomp)
 		return 0;
-	if (cfg->violation) {
-		for (int c = 0; c < NCLASS; c++)
-			if (!strcmp(cfg->violation, class_name[c]))
-				violation_class = c;
-		if (violation_class < 0) {
-			pr_err("--debug-seccomp-violation %s: use vcpu, main or io",
-			       cfg->violation);
-			return -EINVAL;
-		}
-	}
+
 	err = build(m, SECCOMP_ALL, &all);
 	for (int c = 0; !err && c < NCLASS; c++)
 		err = build(m, 1u << c, &class_bpf[c]);
