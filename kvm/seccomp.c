@@ -58,7 +58,7 @@ static const struct option confine_options[] = {
 	 * (tests/confine.bats). */
 	{ .name = "debug-seccomp-violation", .type = OPT_STRING,
 	  .offset = offsetof(struct confine_cfg, violation),
-	  .argname = "THREAD[:exec|ioctl|mmap-exec]" },
+	  .argname = "THREAD[:CALL]" },
 	OPTION_END,
 };
 
@@ -195,7 +195,7 @@ struct bpf {
 static struct bpf class_bpf[NCLASS];
 static bool filters_ready;
 static int violation_class = -1;
-static enum { V_EXEC, V_IOCTL, V_MMAP_EXEC } violation_call;
+static enum { V_EXEC, V_IOCTL, V_MMAP_EXEC, V_INT80 } violation_call;
 
 /* Per thread: its class once narrowed. */
 static __thread int thread_class = -1;
@@ -277,10 +277,15 @@ static int build(struct machine *m, unsigned int classes, struct bpf *out)
 
 	if (!ctx)
 		return -ENOMEM;
+	/* A call through another ABI (int 0x80, x32) ends the process, not
+	 * only the thread that made it. */
+	err = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH,
+			       SCMP_ACT_KILL_PROCESS);
 	/* glibc tries clone3 first and falls back to clone, whose flags a
 	 * filter can read. */
-	err = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3),
-			       0);
+	if (!err)
+		err = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS),
+				       SCMP_SYS(clone3), 0);
 	if (!err)
 		err = add_rules(ctx, core_rules, classes, "core");
 	for (unsigned int i = 0; !err && i < m->ndev_up && i < n; i++)
@@ -389,13 +394,20 @@ static void violate(void)
 		mmap(NULL, 4096, PROT_READ | PROT_EXEC,
 		     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		break;
+	case V_INT80: {
+		long nr = 20;	/* getpid in the i386 table */
+
+		__asm__ volatile("int $0x80" : "+a"(nr) : : "memory");
+		break;
+	}
 	}
 }
 
 /* --debug-seccomp-violation THREAD[:CALL] */
 static int parse_violation(const char *spec)
 {
-	static const char *const calls[] = { "exec", "ioctl", "mmap-exec" };
+	static const char *const calls[] = { "exec", "ioctl", "mmap-exec",
+					     "int80" };
 	const char *colon = strchr(spec, ':');
 	size_t len = colon ? (size_t)(colon - spec) : strlen(spec);
 

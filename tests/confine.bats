@@ -69,6 +69,12 @@ violation_report() { # thread-name class [call]
 	violation_report vcpu0 vcpu 'mmap \(9\)'
 }
 
+@test "a call through the i386 ABI kills lkvm outright" {
+	run "$LKVM" run --debug-seccomp-violation vcpu:int80 -p tests=serial
+	[ "$status" -eq 159 ] || { echo "status $status: $output"; return 1; }
+	[[ "$output" != *"lkvm: seccomp:"* ]]
+}
+
 @test "--no-seccomp: no filter, so the same call is not stopped" {
 	run "$LKVM" run --no-seccomp --debug-seccomp-violation vcpu -p tests=serial
 	[ "$status" -eq 0 ] || { echo "status $status: $output"; return 1; }
