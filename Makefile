@@ -4,6 +4,7 @@
 #   make run        install missing packages, build, boot the test kernel
 #   make check      install missing packages, build, run every test
 #   make bench      run the benchmarks in bench/
+#   make soak       the soak test for SOAK_SECONDS (default 300)
 #   make check-linux  boot Debian's kernel as a cross-check (slow here)
 #   make unit       only the C unit tests (plain and sanitized)
 
@@ -11,7 +12,7 @@ CC      ?= gcc
 O       := build
 CFLAGS  := -std=gnu11 -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE \
            -Iinclude -MMD -MP -fno-strict-aliasing
-LDLIBS  := -lfdt -lpthread -laio -lz -lnettle
+LDLIBS  := -lfdt -lpthread -laio -lz -lnettle -lseccomp
 SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all \
             -fno-omit-frame-pointer
 
@@ -69,6 +70,15 @@ $(TESTKERNEL): $(TESTKERNEL)-build
 	@$(MAKE) --no-print-directory -C x86-kernel test-kernel.elf
 $(TESTKERNEL)-build: ;
 
+# System call names for the seccomp report (kvm/seccomp.c), from the
+# kernel headers: its SIGSYS handler must not look anything up.
+$(O)/gen/syscall-names.h:
+	@mkdir -p $(dir $@)
+	echo '#include <asm/unistd.h>' | $(CC) -E -dM - | sed -n \
+	  's/^#define __NR_\([a-z0-9_]*\) \([0-9]*\)$$/[\2] = "\1",/p' >$@
+$(O)/kvm/seccomp.o $(O)/san/kvm/seccomp.o: $(O)/gen/syscall-names.h
+$(O)/kvm/seccomp.o $(O)/san/kvm/seccomp.o: CFLAGS += -I$(O)/gen
+
 # Unit tests link the library whole so that every device registers.
 $(O)/tests/%: tests/unit/%.c $(O)/liblkvm.a
 	@mkdir -p $(dir $@)
@@ -89,7 +99,7 @@ $(O)/bench/%: bench/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
 
-.PHONY: all setup run check check-linux unit bench clean
+.PHONY: all setup run check check-linux unit bench soak clean
 setup:
 	@tests/setup-deps
 
@@ -110,6 +120,11 @@ check-linux: all
 
 bench: all $(patsubst bench/%.c,$(O)/bench/%,$(wildcard bench/*.c))
 	@for b in bench/*.sh; do $$b || exit 1; done
+
+soak: setup
+	@$(MAKE) --no-print-directory all
+	@SOAK_SECONDS=$${SOAK_SECONDS:-300} tests/soak.sh
+	@SOAK_SECONDS=$${SOAK_SECONDS:-300} SOAK_FORMAT=qcow2 tests/soak.sh
 
 clean:
 	rm -rf $(O) lkvm

@@ -13,6 +13,7 @@
 #include "lkvm/control.h"
 #include "lkvm/machine.h"
 #include "lkvm/registry.h"
+#include "lkvm/seccomp.h"
 #include "lkvm/term.h"
 #include "lkvm/util.h"
 
@@ -220,25 +221,10 @@ static int detach(int *notify)
 						  LKVM_EXIT_ERROR;
 }
 
-struct started_arg {
-	struct registry_entry *reg;
-	int notify;
-};
-
-/* The control socket opens once the vCPUs run: the guest's boot does not
- * wait for it, and no command can reach a guest that does not run yet. */
-static int run_started(struct machine *m, void *arg)
-{
-	struct started_arg *a = arg;
-
-	return control_start(m, a->reg, a->notify);
-}
-
 int cmd_run(int argc, char **argv)
 {
 	struct machine m = { 0 };
 	struct registry_entry reg = { .lock_fd = -1 };
-	struct started_arg sa;
 	struct option_group g[64];
 	char err[256], name[32];
 	unsigned int ng;
@@ -282,11 +268,9 @@ int cmd_run(int argc, char **argv)
 		machine_exit(&m);
 		return LKVM_EXIT_ERROR;
 	}
-	sa = (struct started_arg){ .reg = &reg, .notify = notify };
-	m.started = run_started;
-	m.started_arg = &sa;
 	if ((m.cfg.console_log && term_open_log(m.cfg.console_log)) ||
-	    machine_init(&m)) {
+	    machine_init(&m) || control_start(&m, &reg, notify) ||
+	    confine_start(&m, &reg)) {
 		machine_exit(&m);
 		registry_release(&reg);
 		return LKVM_EXIT_ERROR;

@@ -27,6 +27,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "lkvm/seccomp.h"
 #include "lkvm/util.h"
 
 #define AIO_SLOTS	512
@@ -397,6 +398,7 @@ static void *worker(void *arg)
 		r = d->work;
 		if (!r)
 			break;
+		seccomp_thread_enter(SECCOMP_IO);
 		d->work = rs(r)->next;
 		if (!d->work)
 			d->work_tail = NULL;
@@ -828,6 +830,7 @@ static int start_worker(struct disk *d)
 
 	/* Signals belong to the main thread. */
 	sigfillset(&all);
+	sigdelset(&all, SIGSYS);	/* seccomp reports through it */
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	ret = pthread_create(&d->worker, NULL, worker, d);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);

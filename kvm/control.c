@@ -753,9 +753,10 @@ void control_running(struct machine *m)
 	if (null >= 0) {
 		int err_fd = -1;
 
+		/* The log lkvm opened, not its name: after --user the
+		 * file may not be the user's to open. */
 		if (m->cfg.console_log)
-			err_fd = open(m->cfg.console_log,
-				      O_WRONLY | O_APPEND | O_CLOEXEC);
+			err_fd = term_dup_log();
 		dup2(null, STDIN_FILENO);
 		dup2(null, STDOUT_FILENO);
 		dup2(err_fd >= 0 ? err_fd : null, STDERR_FILENO);

@@ -33,6 +33,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "lkvm/seccomp.h"
 #include "lkvm/device.h"
 #include "lkvm/machine.h"
 #include "lkvm/options.h"
@@ -1216,6 +1217,7 @@ static void *gdb_thread(void *arg)
 		};
 		int n = poll(pfd, g->conn_fd >= 0 ? 3 : 2, POLL_MS);
 
+		seccomp_thread_enter(SECCOMP_IO);
 		if (n < 0 && errno != EINTR)
 			break;
 		if (n <= 0)
@@ -1387,8 +1389,17 @@ static void gdb_exit(struct machine *m)
 	cfg->g = NULL;
 }
 
+/* The stub thread's socket calls (lkvm/seccomp.h). */
+static const struct seccomp_rule gdb_seccomp[] = {
+	SECCOMP_SYSCALL(accept4, SECCOMP_IO),
+	SECCOMP_SYSCALL(setsockopt, SECCOMP_IO),
+	SECCOMP_SYSCALL(shutdown, SECCOMP_IO),
+	SECCOMP_END,
+};
+
 static const struct device_ops gdb_ops = {
 	.name = "gdb",
+	.seccomp = gdb_seccomp,
 	.stage = DEV_STAGE_LATE,
 	.options = gdb_options,
 	.cfg_size = sizeof(struct gdb_cfg),

@@ -34,6 +34,7 @@
 #include "lkvm/kvmi-proto.h"
 #include "lkvm/machine.h"
 #include "lkvm/options.h"
+#include "lkvm/seccomp.h"
 #include "lkvm/util.h"
 #include "lkvm/vcpu.h"
 
@@ -413,8 +414,10 @@ static void serve(struct introspect *in)
 			return;
 		if (stop_requested(in, n > 0 ? pfd[1].revents : 0))
 			return;
-		if (npfd == 3 && (pfd[2].revents & POLLIN)) {
-			/* One tool at a time: a second one is turned away. */
+		/* One tool at a time: a second one is turned away, but
+		 * only once the first has been read: when it has just
+		 * hung up, the next tool is the one to serve. */
+		if (npfd == 3 && (pfd[2].revents & POLLIN) && !pfd[0].revents) {
 			int c = accept4(in->listen_fd, NULL, NULL, SOCK_CLOEXEC);
 
 			if (c >= 0)
@@ -482,6 +485,7 @@ static void *server_thread(void *arg)
 	sigset_t all;
 
 	sigfillset(&all);
+	sigdelset(&all, SIGSYS);	/* seccomp reports through it */
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
 	if (!in->listen) {
 		int fd = connect_tool(in->path);
@@ -500,6 +504,7 @@ static void *server_thread(void *arg)
 		};
 		int n = poll(pfd, 2, POLL_MS), c;
 
+		seccomp_thread_enter(SECCOMP_IO);
 		if (n < 0 && errno != EINTR)
 			return NULL;
 		if (stop_requested(in, n > 0 ? pfd[1].revents : 0))
@@ -664,6 +669,15 @@ static void introspect_exit(struct machine *m)
 	cfg->in = NULL;
 }
 
+/* The server thread's sockets (lkvm/seccomp.h): a tool connecting, or
+ * the connection to a tool that listens. */
+static const struct seccomp_rule introspect_seccomp[] = {
+	SECCOMP_SYSCALL(accept4, SECCOMP_IO),
+	SECCOMP_SYSCALL_ARG(socket, 0, AF_UNIX, SECCOMP_IO),
+	SECCOMP_SYSCALL(connect, SECCOMP_IO),
+	SECCOMP_END,
+};
+
 static const struct device_ops introspect_ops = {
 	.name = "introspect",
 	.stage = DEV_STAGE_LATE,
@@ -672,5 +686,6 @@ static const struct device_ops introspect_ops = {
 	.check = introspect_check,
 	.init = introspect_init,
 	.exit = introspect_exit,
+	.seccomp = introspect_seccomp,
 };
 DEVICE(introspect_ops);

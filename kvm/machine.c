@@ -25,6 +25,7 @@
 
 #include "lkvm/arch.h"
 #include "lkvm/control.h"
+#include "lkvm/seccomp.h"
 #include "lkvm/stats.h"
 #include "lkvm/term.h"
 #include "lkvm/util.h"
@@ -673,6 +674,7 @@ static void *vcpu_thread(void *arg)
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 	kvm_vcpu_bind_thread(v->kvm);
 	vcpu_ctl_thread_start(v);
+	seccomp_thread_enter(SECCOMP_VCPU);	/* before the first KVM_RUN */
 
 	for (;;) {
 		int r;
@@ -779,10 +781,9 @@ int machine_run(struct machine *m)
 
 	/* It ran, even if it has ended already: a detached lkvm reports
 	 * that, and the status goes to the exit record. */
-	if (m->started && m->started(m, m->started_arg))
-		machine_stop(m, LKVM_EXIT_ERROR);
 	if (m->ncpus && m->vcpus[m->ncpus - 1].started)
 		control_running(m);
+	seccomp_thread_enter(SECCOMP_MAIN);	/* its set-up is over */
 
 	while (!machine_stopping(m))
 		machine_poll(m, -1);

@@ -34,32 +34,14 @@ bool registry_name_valid(const char *name)
 	return true;
 }
 
-/*
- * The home directory of uid from /etc/passwd, read directly: lkvm is
- * linked statically (it starts faster), and a static binary cannot use
- * glibc's NSS modules. Only used when $HOME is unset.
- */
+/* The home directory of uid, when $HOME is unset (lkvm/util.h says why
+ * /etc/passwd is read directly). */
 static bool passwd_home(uid_t uid, char *buf, size_t len)
 {
-	FILE *f = fopen("/etc/passwd", "re");
-	char line[1024];
-	bool found = false;
+	char name[16];
 
-	if (!f)
-		return false;
-	while (!found && fgets(line, sizeof(line), f)) {
-		char *field[7], *p = line;
-		unsigned int n = 0;
-
-		while (n < 7 && (field[n] = strsep(&p, ":\n")))
-			n++;
-		if (n >= 6 && strtoul(field[2], NULL, 10) == uid &&
-		    field[5][0] == '/' &&
-		    (size_t)snprintf(buf, len, "%s", field[5]) < len)
-			found = true;
-	}
-	fclose(f);
-	return found;
+	snprintf(name, sizeof(name), "#%u", (unsigned int)uid);
+	return passwd_lookup(name, NULL, NULL, buf, len);
 }
 
 int registry_dir(char *buf, unsigned long len)
@@ -260,6 +242,19 @@ int registry_write_exit(struct registry_entry *e, int status)
 	if (err)
 		unlink(tmp);
 	return err;
+}
+
+int registry_chown(struct registry_entry *e, uid_t uid, gid_t gid)
+{
+	static const char *const parts[] = { "sock", "lock" };
+	char path[PATH_LEN];
+
+	for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+		entry_path(path, e->dir, e->name, parts[i]);
+		if (lchown(path, uid, gid) < 0 && errno != ENOENT)
+			return -errno;
+	}
+	return 0;
 }
 
 void registry_release(struct registry_entry *e)

@@ -237,3 +237,15 @@ PY
 	run ki g info
 	[ "$status" -eq 0 ]
 }
+
+@test "tools one after another are each served, while the guest is paused too" {
+	start g
+	read -r _ _ gpa value < <(grep -E '^# magic ' "$TMP/g.log")
+	"$LKVM" pause g
+	for i in $(seq 15); do
+		ki g regs >/dev/null || { echo "regs, round $i"; return 1; }
+		run ki g read "$gpa" 8
+		[ "$status" -eq 0 ] || { echo "read, round $i: $output"; return 1; }
+	done
+	"$LKVM" resume g
+}

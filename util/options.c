@@ -167,6 +167,8 @@ void print_options(FILE *f, const struct option_group *g, unsigned int ng)
 		     o++) {
 			char left[64];
 
+			if (!o->help)
+				continue;	/* hidden: for tests */
 			snprintf(left, sizeof(left), "%c%c%s--%s%s%s",
 				 o->short_name ? '-' : ' ',
 				 o->short_name ? o->short_name : ' ',

@@ -252,6 +252,11 @@ int term_open_log(const char *path)
 	return 0;
 }
 
+int term_dup_log(void)
+{
+	return log_fd >= 0 ? fcntl(log_fd, F_DUPFD_CLOEXEC, 0) : -1;
+}
+
 int term_attach_client(struct machine *m, int fd, const void *initial,
 		       size_t len)
 {

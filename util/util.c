@@ -156,6 +156,43 @@ out:
 	return err;
 }
 
+bool passwd_lookup(const char *name, unsigned int *uid, unsigned int *gid,
+		   char *home, size_t home_len)
+{
+	FILE *f = fopen("/etc/passwd", "re");
+	char line[1024];
+	bool found = false;
+
+	if (!f)
+		return false;
+	while (!found && fgets(line, sizeof(line), f)) {
+		char *field[7], *p = line, *end;
+		unsigned long id;
+		unsigned int n = 0;
+
+		while (n < 7 && (field[n] = strsep(&p, ":\n")))
+			n++;
+		if (n < 6)
+			continue;
+		id = strtoul(field[2], &end, 10);
+		if (*end || !*field[2] ||
+		    (name[0] == '#' ? strtoul(name + 1, NULL, 10) != id :
+				      strcmp(name, field[0]) != 0))
+			continue;
+		if (home && (field[5][0] != '/' ||
+			     (size_t)snprintf(home, home_len, "%s", field[5]) >=
+				     home_len))
+			continue;
+		if (uid)
+			*uid = (unsigned int)id;
+		if (gid)
+			*gid = (unsigned int)strtoul(field[3], NULL, 10);
+		found = true;
+	}
+	fclose(f);
+	return found;
+}
+
 int write_all(int fd, const void *buf, size_t len)
 {
 	const char *p = buf;

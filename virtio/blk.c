@@ -29,6 +29,7 @@
 #include "lkvm/device.h"
 #include "lkvm/disk.h"
 #include "lkvm/machine.h"
+#include "lkvm/seccomp.h"
 #include "lkvm/util.h"
 #include "lkvm/virtio.h"
 
@@ -519,6 +520,13 @@ static void blk_exit(struct machine *m)
 	close_unused(cfg, m);
 }
 
+/* Discard and write-zeroes punch or zero ranges of the image
+ * (disk/disk.c, disk/qcow2.c), on whichever thread runs the request. */
+static const struct seccomp_rule blk_seccomp[] = {
+	SECCOMP_SYSCALL(fallocate, SECCOMP_ALL),
+	SECCOMP_END,
+};
+
 static const struct device_ops blk_ops = {
 	.name = "virtio-blk",
 	.stage = DEV_STAGE_DEVICE,
@@ -526,5 +534,6 @@ static const struct device_ops blk_ops = {
 	.check = blk_check,
 	.init = blk_init,
 	.exit = blk_exit,
+	.seccomp = blk_seccomp,
 };
 DEVICE(blk_ops);

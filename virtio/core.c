@@ -33,6 +33,7 @@
 
 #include "lkvm/device.h"
 #include "lkvm/machine.h"
+#include "lkvm/seccomp.h"
 #include "lkvm/util.h"
 
 struct virtio_watch {
@@ -324,6 +325,7 @@ static void *io_thread(void *arg)
 		struct epoll_event ev[16];
 		int n = epoll_wait(d->epoll_fd, ev, 16, -1);
 
+		seccomp_thread_enter(SECCOMP_IO);
 		if (n < 0)
 			continue;	/* EINTR */
 		pthread_mutex_lock(&d->io_lock);
@@ -367,6 +369,7 @@ static int start_thread(struct virtio_dev *d)
 	int err;
 
 	sigfillset(&all);
+	sigdelset(&all, SIGSYS);	/* seccomp reports through it */
 	pthread_sigmask(SIG_BLOCK, &all, &old);
 	err = pthread_create(&d->thread, NULL, io_thread, d);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);

@@ -13,6 +13,7 @@
 #include "lkvm/options.h"
 
 struct machine;
+struct seccomp_rule;
 
 enum dev_stage {
 	DEV_STAGE_CORE = 0,	/* interrupt controllers, buses */
@@ -40,6 +41,9 @@ struct device_ops {
 	void (*exit)(struct machine *m);
 	/* Adds the device's nodes to the flattened device tree. */
 	int (*fdt)(struct machine *m, void *fdt);
+	/* System calls the device's threads need beyond the core
+	 * allowlist, SECCOMP_END-terminated (lkvm/seccomp.h); NULL: none. */
+	const struct seccomp_rule *seccomp;
 };
 
 #define DEVICE(ops)                                                        \

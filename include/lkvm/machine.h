@@ -128,12 +128,6 @@ struct machine {
 	/* Guest debug: breakpoints and steps of each owner (vcpu-debug.c). */
 	struct machine_debug *debug;
 
-	/* Called by machine_run() once the vCPUs run, before the main loop:
-	 * what the guest's boot need not wait for (the control socket). An
-	 * error stops the guest. */
-	int (*started)(struct machine *m, void *arg);
-	void *started_arg;
-
 	/*
 	 * Virtio (virtio/): the MSI routes that virtio-pci's MSI-X vectors
 	 * add to the GSI routing table; and what devices add to a Linux

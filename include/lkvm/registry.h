@@ -51,6 +51,9 @@ int registry_claim(const char *name, struct registry_entry *e);
 int registry_listen(struct registry_entry *e);
 /* Removes NAME.sock: no new client can connect. */
 void registry_unlisten(struct registry_entry *e);
+/* Hands NAME.sock and NAME.lock to uid:gid (--user): its clients reach
+ * the socket, and it removes the entry at the end. */
+int registry_chown(struct registry_entry *e, uid_t uid, gid_t gid);
 /* Records a detached guest's exit status for `lkvm wait`. */
 int registry_write_exit(struct registry_entry *e, int status);
 /* Removes the socket and the lock file, then lets go of the name. */

@@ -36,6 +36,8 @@ size_t term_filter(const char *buf, size_t len, char *out, int *pending,
  * Returns 0, or -errno after printing why.
  */
 int term_open_log(const char *path);
+/* A new descriptor (close-on-exec) for the console log, or -1. */
+int term_dup_log(void);
 
 /*
  * Attaches a console client (main thread): fd is a connected stream that

@@ -41,6 +41,15 @@ int read_file(const char *path, size_t max_size, void **buf, size_t *size);
 /* A hex dump, 16 bytes a line, addresses from addr, ASCII on the right. */
 void hexdump(FILE *f, uint64_t addr, const void *buf, size_t len);
 
+/*
+ * An /etc/passwd entry, read directly: lkvm is linked statically (it
+ * starts faster), and a static binary cannot use glibc's NSS modules.
+ * name is a user name, or "#UID" to look up by number; any of the
+ * outputs may be NULL. False when there is no such entry.
+ */
+bool passwd_lookup(const char *name, unsigned int *uid, unsigned int *gid,
+		   char *home, size_t home_len);
+
 /* write() until done or error; returns 0 or -errno. */
 int write_all(int fd, const void *buf, size_t len);
 
