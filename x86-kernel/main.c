@@ -21,6 +21,7 @@ static const struct check checks[] = {
 	{ "virtio-console", check_virtio_console, true, VIRTIO_ID_CONSOLE },
 	{ "virtio-rng", check_virtio_rng, true, VIRTIO_ID_RNG },
 	{ "virtio-blk", check_virtio_blk, true, VIRTIO_ID_BLK },
+	{ "virtio-9p", check_virtio_9p, true, 9 },
 	{ "virtio-console-input", check_virtio_console_input, false, 0 },
 	{ "virtio-hostile", check_virtio_hostile, false, 0 },
 	{ "heartbeat", check_heartbeat, false, 0 },
