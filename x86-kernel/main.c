@@ -26,6 +26,7 @@ static const struct check checks[] = {
 	{ "virtio-hostile", check_virtio_hostile, false, 0 },
 	{ "heartbeat", check_heartbeat, false, 0 },
 	{ "blkbench", check_blkbench, false, 0 },
+	{ "p9bench", check_p9bench, false, 0 },
 };
 
 #define MAX_RUN 32
@@ -107,7 +108,8 @@ static void parse_params(void)
 	for (size_t i = 0; tests && i + 3 <= tests_len; i++)
 		if (!strncmp(tests + i, "all", 3) ||
 		    (i + 6 <= tests_len && !strncmp(tests + i, "virtio", 6)) ||
-		    (i + 8 <= tests_len && !strncmp(tests + i, "blkbench", 8)))
+		    (i + 8 <= tests_len && !strncmp(tests + i, "blkbench", 8)) ||
+		    (i + 7 <= tests_len && !strncmp(tests + i, "p9bench", 7)))
 			virtio = true;
 	if (virtio)
 		virtio_discover();
