@@ -38,6 +38,12 @@
 #define P9_WORKERS 4
 #define P9_TAG_MAX 255
 #define P9_MAX_SHARES 8
+/*
+ * Requests above BIG_REQ (writes, mostly) get a buffer of the largest
+ * msize from a small cache: malloc() would map and unmap each one.
+ */
+#define BIG_REQ (64 * 1024)
+#define SPARE_BUFS 4
 
 struct job {
 	struct job *next;	/* work queue or done list */
@@ -46,6 +52,7 @@ struct job {
 	uint16_t head;
 	uint16_t tag;
 	bool flush;
+	bool big;		/* req is P9_MAX_MSIZE bytes, from the cache */
 	uint32_t len;		/* request bytes in req */
 	uint32_t reply;		/* reply bytes written to the chain */
 	uint8_t *req;
@@ -70,13 +77,28 @@ struct p9dev {
 	int done_fd;
 	pthread_t workers[P9_WORKERS];
 	unsigned int nworkers;
+	uint8_t *spare[SPARE_BUFS];	/* p->lock */
+	unsigned int nspare;
 };
 
 static const struct device_ops p9_ops;
 
 /* ---- jobs ------------------------------------------------------------- */
 
-static void job_free(struct job *j)
+static void req_free(struct p9dev *p, struct job *j)
+{
+	if (j->big) {
+		pthread_mutex_lock(&p->lock);
+		if (p->nspare < SPARE_BUFS) {
+			p->spare[p->nspare++] = j->req;
+			j->req = NULL;
+		}
+		pthread_mutex_unlock(&p->lock);
+	}
+	free(j->req);
+}
+
+static void job_free(struct p9dev *p, struct job *j)
 {
 	while (j) {
 		struct job *next = j->next, *f = j->flushers;
@@ -84,11 +106,11 @@ static void job_free(struct job *j)
 		while (f) {
 			struct job *fn = f->next;
 
-			free(f->req);
+			req_free(p, f);
 			free(f);
 			f = fn;
 		}
-		free(j->req);
+		req_free(p, j);
 		free(j);
 		j = next;
 	}
@@ -195,11 +217,11 @@ static void on_done(struct virtio_dev *d, int fd, void *opaque)
 	for (struct job *j = list; j; j = j->next)
 		virtq_push(&d->vq[0], j->head, j->reply);
 	virtio_queue_done(d, &d->vq[0]);
-	job_free(list);
+	job_free(p, list);
 }
 
 /* A chain becomes a job; NULL when memory runs out. */
-static struct job *make_job(struct virtq_chain *c)
+static struct job *make_job(struct p9dev *p, struct virtq_chain *c)
 {
 	struct job *j = calloc(1, sizeof(*j) + c->nin * sizeof(struct iovec));
 
@@ -211,7 +233,17 @@ static struct job *make_job(struct virtq_chain *c)
 	memcpy(j->in, c->iov + c->nout, c->nin * sizeof(struct iovec));
 	/* A request larger than any msize is cut; the server refuses it. */
 	j->len = MIN(c->out_len, P9_MAX_MSIZE);
-	j->req = malloc(j->len ? j->len : 1);
+	if (j->len > BIG_REQ) {
+		j->big = true;
+		pthread_mutex_lock(&p->lock);
+		if (p->nspare)
+			j->req = p->spare[--p->nspare];
+		pthread_mutex_unlock(&p->lock);
+		if (!j->req)
+			j->req = malloc(P9_MAX_MSIZE);
+	} else {
+		j->req = malloc(j->len ? j->len : 1);
+	}
 	if (!j->req) {
 		free(j);
 		return NULL;
@@ -256,7 +288,7 @@ static void p9_notify(struct virtio_dev *d, struct virtq *vq)
 again:
 	virtq_kicks_off(vq);
 	while (virtio_pop(d, vq, &c) > 0) {
-		struct job *j = make_job(&c);
+		struct job *j = make_job(p, &c);
 
 		if (!j) {
 			virtq_push(vq, c.head, 0);
@@ -276,7 +308,7 @@ again:
 			rflush(j);
 			virtq_push(vq, j->head, j->reply);
 			pushed = true;
-			job_free(j);
+			job_free(p, j);
 			continue;
 		}
 		p->busy++;
@@ -310,7 +342,7 @@ static void p9_reset(struct virtio_dev *d)
 	p->done = NULL;
 	p->done_tail = &p->done;
 	pthread_mutex_unlock(&p->lock);
-	job_free(done);
+	job_free(p, done);
 	p9_server_reset(p->srv);
 }
 
@@ -344,8 +376,10 @@ static void stop_workers(struct p9dev *p)
 static void p9dev_free(struct p9dev *p)
 {
 	stop_workers(p);
-	job_free(p->queue);
-	job_free(p->done);
+	job_free(p, p->queue);
+	job_free(p, p->done);
+	while (p->nspare)
+		free(p->spare[--p->nspare]);
 	if (p->done_fd >= 0)
 		close(p->done_fd);
 	p9_server_free(p->srv);
