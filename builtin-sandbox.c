@@ -157,6 +157,10 @@ int cmd_sandbox(int argc, char **argv)
 	/* The guest sees the host's /, so the host's absolute path works. */
 	if (!realpath(init, real_init) || access(real_init, X_OK))
 		return usage_error(strerror(errno), init);
+	for (const char *c = real_init; *c; c++)
+		if (*c <= ' ' || *c == '"' || *c > '~')
+			return usage_error("the init path must be one printable word "
+					   "on the kernel command line:", real_init);
 
 	if ((user_params && (cat(params, &pos, user_params) ||
 			     cat(params, &pos, " "))) ||

@@ -6,9 +6,11 @@
 # guest work in the same run. Both on virtio-mmio (lkvm --virtio-transport
 # mmio, QEMU microvm, which boots through qboot in well under a second).
 #
-# Each workload's time and CPU are its boot minus the same boot that sets
-# up the share and does no I/O (p9bench_mib=0 / p9bench_n=0), medians of
-# RUNS runs. CPU is the VMM process's user + system time (getrusage of
+# Throughput is timed by the host from the guest's "# p9bench: start"
+# line to its result line (bench/stamp.py), so the noise of whole boots
+# does not bury it. CPU is the workload's boot minus the same boot that
+# sets up the share and does no I/O (p9bench_mib=0 / p9bench_n=0).
+# Medians of RUNS runs. CPU is the VMM process's user + system time (getrusage of
 # the child, bench/boottime.c): the VMM's server threads, and also the
 # guest's vCPU, which polls the used ring at CPL 0 while it waits (on
 # this host every emulated CPL-0 instruction is charged to the VMM), so
@@ -22,7 +24,8 @@ META=${META:-200}
 MEM=256
 B=build/bench
 K=x86-kernel/test-kernel.elf
-make -s lkvm $K $B/boottime >/dev/null
+make -s lkvm $K >/dev/null
+STAMP="bench/stamp.py ^#.p9bench:.start ^ok.1.-.p9bench"
 tmp=$(mktemp -d /var/tmp/lkvm-9p.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 export LKVM_HOME=$tmp/home
@@ -43,10 +46,10 @@ run_vmm() { # engine log op n
 	local engine=$1 log=$2
 	shift 2
 	if [ "$engine" = lkvm ]; then
-		$B/boottime ./lkvm run -k $K -m $MEM --virtio-transport mmio \
+		$STAMP ./lkvm run -k $K -m $MEM --virtio-transport mmio \
 			--9p "$share,bench" --console-log "$log" -p "$(kargs "$@")"
 	else
-		$B/boottime "$qemu" -accel kvm -M microvm,acpi=off -m $MEM \
+		$STAMP "$qemu" -accel kvm -M microvm,acpi=off -m $MEM \
 			-display none -nodefaults -monitor none \
 			-chardev stdio,id=con,logfile="$log" -serial chardev:con \
 			-no-reboot -device isa-debug-exit,iobase=0xf4,iosize=4 \
@@ -86,15 +89,17 @@ for e in $engines; do
 	measure "$e-meta" "$e" meta "$META"
 done
 
-# figures ENGINE WORKLOAD OPS: sets ms (wall) and cpu (ms) minus idle.
+# figures ENGINE WORKLOAD: sets ms (the workload, host clock) and cpu
+# (ms, minus the idle boot's).
 figures() {
-	ms=$(echo "$(median "$tmp/$1-$2" 2) - $(median "$tmp/$1-idle" 2)" | bc -l)
-	cpu=$(echo "$(median "$tmp/$1-$2" 7) - $(median "$tmp/$1-idle" 7)" | bc -l)
+	ms=$(median "$tmp/$1-$2" 7)
+	cpu=$(echo "$(median "$tmp/$1-$2" 8) - $(median "$tmp/$1-idle" 8)" | bc -l)
 }
 
 qv=none
 [ -n "$qemu" ] && qv=$("$qemu" --version | sed -n '1s/.*version \([^ ]*\).*/\1/p')
-printf 'virtio-9p (virtio-mmio), one request in flight, median of %d runs minus the no-I/O boot\n' "$RUNS"
+printf 'virtio-9p (virtio-mmio), one request in flight, medians of %d runs: rate timed\n' "$RUNS"
+printf '  by the host around the workload, VMM CPU minus the no-I/O boot\n'
 printf '  (QEMU %s, -fsdev local,security_model=none; share in %s)\n' "$qv" "$(df --output=fstype "$share" | tail -1)"
 printf '  %-26s %10s %12s %10s %12s %10s\n' "" lkvm "lkvm CPU" QEMU "QEMU CPU" "QEMU/lkvm"
 printf '  %-26s %10s %12s %10s %12s %10s\n' "" "" "" "" "" "CPU/op"
@@ -119,5 +124,5 @@ line "read ${MIB} MiB, 128K x$chunks" read "$chunks" "MiB/s; CPU per request" "$
 line "create+stat+remove x$META" meta $((3 * META)) "ops/s; CPU per op" $((3 * META))
 for e in $engines; do
 	printf '  no-I/O boot, %-4s: %s ms wall, %s ms CPU\n' "$e" \
-		"$(median "$tmp/$e-idle" 2)" "$(median "$tmp/$e-idle" 7)"
+		"$(median "$tmp/$e-idle" 2)" "$(median "$tmp/$e-idle" 8)"
 done

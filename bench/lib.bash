@@ -6,12 +6,13 @@ median() {
 		if (NR % 2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2 }'
 }
 
-# measure NAME ENGINE ARGS...: RUNS runs of the caller's
-# `run_vmm ENGINE LOG ARGS...` (through bench/boottime), each of which
+# measure NAME ENGINE ARGS...: RUNS runs of the caller's `run_vmm ENGINE
+# LOG ARGS...` (through bench/boottime or bench/stamp.py), each of which
 # must exit 0; the caller's before_run ARGS..., when defined, prepares
 # each. Columns in $tmp/NAME: first_byte_ms exit_ms maxrss_kib user_ms
-# sys_ms status cpu_ms; the last run's console in $tmp/NAME.log. On a
-# failure prints the log's lines matching $FAIL_LINES and exits 1.
+# sys_ms status [stamp.py's work_ms] cpu_ms; the last run's console in
+# $tmp/NAME.log. On a failure prints the log's lines matching
+# $FAIL_LINES and exits 1.
 measure() {
 	local name=$1 engine=$2 st
 	shift 2

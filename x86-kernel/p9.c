@@ -635,6 +635,7 @@ int check_p9bench(char *msg, size_t n)
 		if (!ok("open", end(), msg, n))
 			return FAIL;
 	}
+	kprintf("# p9bench: start\n");
 	uint64_t t0 = ticks;
 	if ((m && !bench_meta(count, msg, n)) || ((w || r) && !bench_io(w, mib, data, msg, n)))
 		return FAIL;
