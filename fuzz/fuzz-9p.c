@@ -9,7 +9,9 @@
  *   flags[1] cap[2] len[2] bytes[len]
  * flags bit 0: the harness writes len into the message's size field (so
  * that most messages get past the size check and into the handlers);
- * bit 1: the reply buffer is cap bytes, else the full msize.
+ * bit 1: the reply buffer is cap bytes, else the full msize; bit 2: the
+ * reply goes to three split buffers through p9_handle_iov(), as the
+ * device does (Tread reads straight into them).
  *
  * After each message: the reply fits its buffer, its size field is its
  * length, it is an R-message with the request's tag; and after each
@@ -23,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "lkvm/9p.h"
@@ -95,10 +98,18 @@ static void check_jail(void)
 	fclose(f);
 }
 
+static uint8_t scratch[P9_MAX_MSIZE];
+
 static uint32_t send(struct p9_server *s, const uint8_t *m, uint32_t len,
-		     uint32_t cap)
+		     uint32_t cap, bool split)
 {
-	uint32_t n = p9_handle(s, m, len, rep, cap);
+	uint32_t n, a = cap / 3, b = cap / 3;
+	struct iovec iov[3] = {
+		{ rep, a }, { rep + a, b }, { rep + a + b, cap - a - b },
+	};
+
+	n = split ? p9_handle_iov(s, m, len, scratch, cap, iov, 3) :
+		    p9_handle(s, m, len, rep, cap);
 
 	check(n <= cap);
 	if (n) {
@@ -118,7 +129,7 @@ static void start(struct p9_server *s)
 	p9_msg_begin(&o, P9_TVERSION, P9_NOTAG);
 	p9_put32(&o, 65536);
 	p9_putstr(&o, "9P2000.L");
-	check(send(s, msg, p9_msg_end(&o), sizeof(rep)) > 0 &&
+	check(send(s, msg, p9_msg_end(&o), sizeof(rep), false) > 0 &&
 	      rep[4] == P9_TVERSION + 1);
 	p9_msg_begin(&o, P9_TATTACH, 1);
 	p9_put32(&o, 0);
@@ -126,7 +137,7 @@ static void start(struct p9_server *s)
 	p9_putstr(&o, "fuzz");
 	p9_putstr(&o, "");
 	p9_put32(&o, 0);
-	check(send(s, msg, p9_msg_end(&o), sizeof(rep)) > 0 &&
+	check(send(s, msg, p9_msg_end(&o), sizeof(rep), false) > 0 &&
 	      rep[4] == P9_TATTACH + 1);
 }
 
@@ -158,7 +169,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			put_le32(msg, len);
 		if (!(flags & 2))
 			cap = sizeof(rep);
-		send(s, msg, len, cap);
+		send(s, msg, len, cap, flags & 4);
 	}
 	p9_server_free(s);
 	check_jail();

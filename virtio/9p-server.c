@@ -43,6 +43,7 @@
 
 #include "lkvm/9p.h"
 #include "lkvm/util.h"
+#include "lkvm/virtio_queue.h"
 
 #define FID_BUCKETS 256
 #define MAX_FIDS 4096		/* each may hold two descriptors */
@@ -82,6 +83,11 @@ struct req {
 	struct p9_in *in;
 	struct p9_out *out;
 	uint16_t tag;
+	/* p9_handle_iov(): where the reply goes; Tread's data goes there
+	 * directly, direct bytes of it after the header in out. */
+	const struct iovec *iov;
+	unsigned int niov;
+	uint32_t direct;
 };
 
 /* ---- fids --------------------------------------------------------------- */
@@ -1096,24 +1102,37 @@ static uint32_t room(struct req *r, uint32_t hdr)
 	return cap > hdr ? cap - hdr : 0;
 }
 
+/* Reads straight into the reply's buffers, after its 11-byte header. */
+static ssize_t read_direct(struct req *r, int fd, uint32_t count, off_t off)
+{
+	static __thread struct iovec sl[VIRTQ_MAX_SEGS];
+	unsigned int k = iov_slice(r->iov, r->niov, P9_HDR + 4, count, sl,
+				   VIRTQ_MAX_SEGS);
+
+	return k ? preadv(fd, sl, (int)k, off) : 0;
+}
+
 static int h_read(struct req *r)
 {
 	uint32_t id = p9_get32(r->in), count;
 	uint64_t off = p9_get64(r->in);
+	uint8_t *data = NULL;
 	struct fid *f;
-	uint8_t *data;
 	ssize_t n;
+	bool direct;
+	int err;
 
 	count = p9_get32(r->in);
-	ARGS_OK(r);
 	if (off > INT64_MAX)
 		return -EINVAL;
-	f = fid_get(r->s, id);
-	if (!f)
-		return -EBADF;
+	err = req_fid(r, id, &f);
+	if (err)
+		return err;
 	count = MIN(count, room(r, P9_HDR + 4));
 	p9_put32(r->out, 0);
-	data = p9_putspace(r->out, count);
+	direct = r->iov && !f->xattr;
+	if (!direct)
+		data = p9_putspace(r->out, count);
 	if (f->xattr) {
 		n = off >= f->xlen ? 0 : (ssize_t)MIN(count, f->xlen - off);
 		if (n)
@@ -1121,6 +1140,8 @@ static int h_read(struct req *r)
 	} else if (f->ofd < 0 || S_ISDIR(f->type)) {
 		n = -1;
 		errno = S_ISDIR(f->type) ? EISDIR : EBADF;
+	} else if (direct) {
+		n = read_direct(r, f->ofd, count, (off_t)off);
 	} else {
 		n = pread(f->ofd, data, count, (off_t)off);
 	}
@@ -1128,7 +1149,12 @@ static int h_read(struct req *r)
 	if (n < 0)
 		return -errno;
 	put_le32(r->out->buf + P9_HDR, (uint32_t)n);
-	r->out->pos = P9_HDR + 4 + (uint32_t)n;
+	if (direct) {
+		r->out->pos = P9_HDR + 4;
+		r->direct = (uint32_t)n;
+	} else {
+		r->out->pos = P9_HDR + 4 + (uint32_t)n;
+	}
 	return 0;
 }
 
@@ -1455,13 +1481,15 @@ void p9_tag_release(struct p9_server *s, uint16_t tag)
 	pthread_mutex_unlock(&s->lock);
 }
 
-uint32_t p9_handle(struct p9_server *s, const void *req, uint32_t len,
-		   void *rep, uint32_t cap)
+static uint32_t handle(struct p9_server *s, const void *req, uint32_t len,
+		       void *rep, uint32_t cap, const struct iovec *iov,
+		       unsigned int niov, uint32_t *direct)
 {
 	const uint8_t *b = req;
 	struct p9_in in = { .buf = b, .len = len };
 	struct p9_out out = { .buf = rep };
-	struct req r = { .s = s, .in = &in, .out = &out };
+	struct req r = { .s = s, .in = &in, .out = &out, .iov = iov,
+			 .niov = niov };
 	uint32_t size, msize;
 	uint8_t type;
 	handler_fn fn;
@@ -1501,11 +1529,36 @@ uint32_t p9_handle(struct p9_server *s, const void *req, uint32_t len,
 	size = err ? 0 : p9_msg_end(&out);
 	if (!err && !size)
 		err = -ENOBUFS;	/* the reply does not fit the buffers */
-	if (err)
+	if (err) {
 		size = p9_lerror(rep, cap, r.tag, (uint32_t)-err);
+	} else if (r.direct) {
+		/* room() kept header + data within cap. */
+		size += r.direct;
+		put_le32(rep, size);
+		*direct = r.direct;
+	}
 
 	if (tracked)
 		p9_tag_release(s, r.tag);
+	return size;
+}
+
+uint32_t p9_handle(struct p9_server *s, const void *req, uint32_t len,
+		   void *rep, uint32_t cap)
+{
+	uint32_t direct = 0;
+
+	return handle(s, req, len, rep, cap, NULL, 0, &direct);
+}
+
+uint32_t p9_handle_iov(struct p9_server *s, const void *req, uint32_t len,
+		       void *rep, uint32_t cap, const struct iovec *iov,
+		       unsigned int niov)
+{
+	uint32_t direct = 0;
+	uint32_t size = handle(s, req, len, rep, cap, iov, niov, &direct);
+
+	iov_from_buf(iov, niov, 0, rep, size - direct);
 	return size;
 }
 

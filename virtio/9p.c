@@ -184,9 +184,10 @@ static void *worker(void *arg)
 		pthread_mutex_unlock(&p->lock);
 
 		if (rep) {
-			n = p9_handle(p->srv, j->req, j->len, rep,
-				      MIN(j->in_len, P9_MAX_MSIZE));
-			job_reply(j, rep, n);
+			n = p9_handle_iov(p->srv, j->req, j->len, rep,
+					  MIN(j->in_len, P9_MAX_MSIZE), j->in,
+					  j->nin);
+			j->reply = MIN(n, j->in_len);
 		}
 		pthread_mutex_lock(&p->lock);
 		finish_locked(p, j);

@@ -169,6 +169,16 @@ uint32_t p9_handle(struct p9_server *s, const void *req, uint32_t len,
 int p9_tag_claim(struct p9_server *s, uint16_t tag, bool flush);
 void p9_tag_release(struct p9_server *s, uint16_t tag);
 
+/*
+ * p9_handle() with the reply written into the buffers iov[0, niov)
+ * (cap bytes of them at most; rep, cap bytes, is scratch): Tread reads
+ * straight into them, with no copy. Returns the reply's length.
+ */
+struct iovec;
+uint32_t p9_handle_iov(struct p9_server *s, const void *req, uint32_t len,
+		       void *rep, uint32_t cap, const struct iovec *iov,
+		       unsigned int niov);
+
 /* The msize the client and the server agreed on (0 before Tversion). */
 uint32_t p9_msize(struct p9_server *s);
 

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "lkvm/9p.h"
@@ -510,6 +511,28 @@ static void test_escapes(bool no_openat2)
 #undef ESC
 }
 
+/*
+ * Treads fid at off with the reply in two buffers (5 and 40 bytes, cap
+ * of them used) through p9_handle_iov(); flat gets both, in order.
+ */
+static uint32_t read_split(struct p9_server *s, uint32_t fid, uint64_t off,
+			   uint32_t cap, uint8_t flat[45])
+{
+	uint8_t a[5], b[40];
+	struct iovec iov[2] = { { a, sizeof(a) }, { b, sizeof(b) } };
+	struct p9_out o = { .buf = req, .cap = sizeof(req) };
+	uint32_t n;
+
+	p9_msg_begin(&o, P9_TREAD, next_tag++);
+	p9_put32(&o, fid);
+	p9_put64(&o, off);
+	p9_put32(&o, 100);
+	n = p9_handle_iov(s, req, p9_msg_end(&o), rep, cap, iov, 2);
+	memcpy(flat, a, sizeof(a));
+	memcpy(flat + sizeof(a), b, sizeof(b));
+	return n;
+}
+
 static void test_ops(void)
 {
 	struct p9_server *s = session(false, false);
@@ -530,6 +553,22 @@ static void test_ops(void)
 	      "ops: write");
 	CHECK(read_all(s, 1, buf, sizeof(buf)) == 11 && !strcmp(buf, "hello world"),
 	      "ops: read back what was written");
+	{
+		/* The reply straight into split buffers, as the device does. */
+		uint8_t flat[45];
+		uint32_t n;
+
+		n = read_split(s, 1, 6, 45, flat);
+		CHECK(n == 16 && get_le32(flat) == 16 && flat[4] == P9_TREAD + 1 &&
+		      get_le32(flat + 7) == 5 && !memcmp(flat + 11, "world", 5),
+		      "ops: a read lands in split reply buffers, header and data");
+		n = read_split(s, 1, 0, 20, flat);
+		CHECK(n == 20 && get_le32(flat + 7) == 9 && !memcmp(flat + 11, "hello wor", 9),
+		      "ops: a direct read is cut to the reply's room");
+		n = read_split(s, 99, 0, 45, flat);
+		CHECK(n == 11 && flat[4] == P9_RLERROR && get_le32(flat + 7) == EBADF,
+		      "ops: an Rlerror goes to the split buffers too");
+	}
 	CHECK(err_of(s, P9_TFSYNC, "44", 1, 0) == 0, "ops: fsync");
 	CHECK(call(s, &in, P9_TLOCK, "414884s", 1, P9_LOCK_WRLCK, 0,
 		   (uint64_t)0, (uint64_t)0, 1, "c") == P9_TLOCK + 1 &&
