@@ -475,6 +475,15 @@ static void test_escapes(bool no_openat2)
 	    "renaming to '../f' is refused");
 	ESC(err_of(s, P9_TUNLINKAT, "4s4", 0, "..", 0) == EINVAL,
 	    "unlinking '..' is refused");
+	/* A dangling symlink to the outside is not created through. */
+	snprintf(p, sizeof(p), "%s/dangle", root);
+	snprintf(q2, sizeof(q2), "%s/made-outside", top);
+	symlink(q2, p);
+	ESC(err_of(s, P9_TLCREATE, "4s444", 0, "dangle", O_RDWR, 0644, 0) != 0 &&
+		    err_of(s, P9_TMKDIR, "4s44", 0, "dangle", 0755, 0) == EEXIST &&
+		    access(q2, F_OK) != 0,
+	    "creating through a dangling symlink to the outside fails");
+	unlink(p);
 	/* A symlink made by the guest to / is harmless too. */
 	ESC(err_of(s, P9_TSYMLINK, "4ss4", 0, "mine", "/", 0) == 0 &&
 		    walk(s, 0, 7, &q, 2, "mine", "etc", NULL) == 1,
