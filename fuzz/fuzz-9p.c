@@ -11,7 +11,9 @@
  * that most messages get past the size check and into the handlers);
  * bit 1: the reply buffer is cap bytes, else the full msize; bit 2: the
  * reply goes to three split buffers through p9_handle_iov(), as the
- * device does (Tread reads straight into them).
+ * device does (Tread reads straight into them); bit 3: a Twrite leaves
+ * its data in two tail buffers (p9_handle_split(), as the device does
+ * with a large one).
  *
  * After each message: the reply fits its buffer, its size field is its
  * length, it is an R-message with the request's tag; and after each
@@ -101,15 +103,24 @@ static void check_jail(void)
 static uint8_t scratch[P9_MAX_MSIZE];
 
 static uint32_t send(struct p9_server *s, const uint8_t *m, uint32_t len,
-		     uint32_t cap, bool split)
+		     uint32_t cap, bool split, bool tail)
 {
-	uint32_t n, a = cap / 3, b = cap / 3;
+	uint32_t n, a = cap / 3, b = cap / 3, t = len - P9_TWRITE_HDR;
 	struct iovec iov[3] = {
 		{ rep, a }, { rep + a, b }, { rep + a + b, cap - a - b },
 	};
+	struct iovec tv[2] = {
+		{ (uint8_t *)m + P9_TWRITE_HDR, t / 2 },
+		{ (uint8_t *)m + P9_TWRITE_HDR + t / 2, t - t / 2 },
+	};
+	struct p9_split sp = { tv, 2, t };
 
-	n = split ? p9_handle_iov(s, m, len, scratch, cap, iov, 3) :
-		    p9_handle(s, m, len, rep, cap);
+	if (tail && len >= P9_TWRITE_HDR && m[4] == P9_TWRITE)
+		n = p9_handle_split(s, m, P9_TWRITE_HDR, &sp, scratch, cap, iov, 3);
+	else if (split)
+		n = p9_handle_iov(s, m, len, scratch, cap, iov, 3);
+	else
+		n = p9_handle(s, m, len, rep, cap);
 
 	check(n <= cap);
 	if (n) {
@@ -129,7 +140,7 @@ static void start(struct p9_server *s)
 	p9_msg_begin(&o, P9_TVERSION, P9_NOTAG);
 	p9_put32(&o, 65536);
 	p9_putstr(&o, "9P2000.L");
-	check(send(s, msg, p9_msg_end(&o), sizeof(rep), false) > 0 &&
+	check(send(s, msg, p9_msg_end(&o), sizeof(rep), false, false) > 0 &&
 	      rep[4] == P9_TVERSION + 1);
 	p9_msg_begin(&o, P9_TATTACH, 1);
 	p9_put32(&o, 0);
@@ -137,7 +148,7 @@ static void start(struct p9_server *s)
 	p9_putstr(&o, "fuzz");
 	p9_putstr(&o, "");
 	p9_put32(&o, 0);
-	check(send(s, msg, p9_msg_end(&o), sizeof(rep), false) > 0 &&
+	check(send(s, msg, p9_msg_end(&o), sizeof(rep), false, false) > 0 &&
 	      rep[4] == P9_TATTACH + 1);
 }
 
@@ -169,7 +180,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			put_le32(msg, len);
 		if (!(flags & 2))
 			cap = sizeof(rep);
-		send(s, msg, len, cap, flags & 4);
+		send(s, msg, len, cap, flags & 4, flags & 8);
 	}
 	p9_server_free(s);
 	check_jail();

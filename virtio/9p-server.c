@@ -88,6 +88,7 @@ struct req {
 	const struct iovec *iov;
 	unsigned int niov;
 	uint32_t direct;
+	const struct p9_split *split;	/* Twrite's data in the guest's buffers */
 };
 
 /* ---- fids --------------------------------------------------------------- */
@@ -1102,10 +1103,11 @@ static uint32_t room(struct req *r, uint32_t hdr)
 	return cap > hdr ? cap - hdr : 0;
 }
 
+static __thread struct iovec sl[VIRTQ_MAX_SEGS];
+
 /* Reads straight into the reply's buffers, after its 11-byte header. */
 static ssize_t read_direct(struct req *r, int fd, uint32_t count, off_t off)
 {
-	static __thread struct iovec sl[VIRTQ_MAX_SEGS];
 	unsigned int k = iov_slice(r->iov, r->niov, P9_HDR + 4, count, sl,
 				   VIRTQ_MAX_SEGS);
 
@@ -1162,23 +1164,37 @@ static int h_write(struct req *r)
 {
 	uint32_t id = p9_get32(r->in), count;
 	uint64_t off = p9_get64(r->in);
-	const uint8_t *data;
+	const struct p9_split *sp = r->split;
+	const uint8_t *data = NULL;
+	unsigned int k = 0;
 	struct fid *f;
 	ssize_t n;
+	int err;
 
 	count = p9_get32(r->in);
-	data = p9_getbytes(r->in, count);
-	ARGS_OK(r);
+	if (sp) {
+		/* The head is the header alone; the data is the tail. */
+		if (r->in->pos != r->in->len || count > sp->tail_len)
+			return -EINVAL;
+	} else {
+		data = p9_getbytes(r->in, count);
+	}
+	if (r->in->bad)
+		return -EINVAL;
 	if (r->s->ro)
 		return -EROFS;
 	if (off > INT64_MAX)
 		return -EINVAL;
-	f = fid_get(r->s, id);
-	if (!f)
-		return -EBADF;
+	err = req_fid(r, id, &f);
+	if (err)
+		return err;
+	if (sp)
+		k = iov_slice(sp->tail, sp->ntail, 0, count, sl, VIRTQ_MAX_SEGS);
 	if (f->ofd < 0 || S_ISDIR(f->type)) {
 		n = -1;
 		errno = S_ISDIR(f->type) ? EISDIR : EBADF;
+	} else if (sp) {
+		n = k ? pwritev(f->ofd, sl, (int)k, (off_t)off) : 0;
 	} else {
 		n = pwrite(f->ofd, data, count, (off_t)off);
 	}
@@ -1482,14 +1498,16 @@ void p9_tag_release(struct p9_server *s, uint16_t tag)
 }
 
 static uint32_t handle(struct p9_server *s, const void *req, uint32_t len,
-		       void *rep, uint32_t cap, const struct iovec *iov,
-		       unsigned int niov, uint32_t *direct)
+		       const struct p9_split *sp, void *rep, uint32_t cap,
+		       const struct iovec *iov, unsigned int niov,
+		       uint32_t *direct)
 {
 	const uint8_t *b = req;
 	struct p9_in in = { .buf = b, .len = len };
 	struct p9_out out = { .buf = rep };
 	struct req r = { .s = s, .in = &in, .out = &out, .iov = iov,
-			 .niov = niov };
+			 .niov = niov, .split = sp };
+	uint64_t total = (uint64_t)len + (sp ? sp->tail_len : 0);
 	uint32_t size, msize;
 	uint8_t type;
 	handler_fn fn;
@@ -1502,7 +1520,7 @@ static uint32_t handle(struct p9_server *s, const void *req, uint32_t len,
 	type = p9_get8(&in);
 	r.tag = p9_get16(&in);
 	/* The size field must be the message's size, and a T-message's. */
-	if (size != len || (type & 1))
+	if (size != total || (type & 1) || (sp && type != P9_TWRITE))
 		return p9_lerror(rep, cap, r.tag, EINVAL);
 	fn = handlers[type];
 	if (!fn)
@@ -1511,7 +1529,7 @@ static uint32_t handle(struct p9_server *s, const void *req, uint32_t len,
 	if (type != P9_TVERSION) {
 		if (!msize)
 			return p9_lerror(rep, cap, r.tag, EPROTO);
-		if (len > msize)
+		if (total > msize)
 			return p9_lerror(rep, cap, r.tag, EMSGSIZE);
 		cap = MIN(cap, msize);
 	}
@@ -1548,18 +1566,25 @@ uint32_t p9_handle(struct p9_server *s, const void *req, uint32_t len,
 {
 	uint32_t direct = 0;
 
-	return handle(s, req, len, rep, cap, NULL, 0, &direct);
+	return handle(s, req, len, NULL, rep, cap, NULL, 0, &direct);
+}
+
+uint32_t p9_handle_split(struct p9_server *s, const void *head, uint32_t len,
+			 const struct p9_split *sp, void *rep, uint32_t cap,
+			 const struct iovec *iov, unsigned int niov)
+{
+	uint32_t direct = 0;
+	uint32_t size = handle(s, head, len, sp, rep, cap, iov, niov, &direct);
+
+	iov_from_buf(iov, niov, 0, rep, size - direct);
+	return size;
 }
 
 uint32_t p9_handle_iov(struct p9_server *s, const void *req, uint32_t len,
 		       void *rep, uint32_t cap, const struct iovec *iov,
 		       unsigned int niov)
 {
-	uint32_t direct = 0;
-	uint32_t size = handle(s, req, len, rep, cap, iov, niov, &direct);
-
-	iov_from_buf(iov, niov, 0, rep, size - direct);
-	return size;
+	return p9_handle_split(s, req, len, NULL, rep, cap, iov, niov);
 }
 
 uint32_t p9_msize(struct p9_server *s)

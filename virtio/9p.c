@@ -58,7 +58,9 @@ struct job {
 	uint8_t *req;
 	unsigned int nin;
 	uint32_t in_len;
-	struct iovec in[];	/* the chain's device-writable buffers */
+	struct p9_split split;	/* a large Twrite's data, left in place */
+	struct iovec in[];	/* the chain's device-writable buffers, then
+				 * room for the split's tail */
 };
 
 struct p9dev {
@@ -184,9 +186,10 @@ static void *worker(void *arg)
 		pthread_mutex_unlock(&p->lock);
 
 		if (rep) {
-			n = p9_handle_iov(p->srv, j->req, j->len, rep,
-					  MIN(j->in_len, P9_MAX_MSIZE), j->in,
-					  j->nin);
+			n = p9_handle_split(p->srv, j->req, j->len,
+					    j->split.tail_len ? &j->split : NULL,
+					    rep, MIN(j->in_len, P9_MAX_MSIZE),
+					    j->in, j->nin);
 			j->reply = MIN(n, j->in_len);
 		}
 		pthread_mutex_lock(&p->lock);
@@ -222,9 +225,36 @@ static void on_done(struct virtio_dev *d, int fd, void *opaque)
 }
 
 /* A chain becomes a job; NULL when memory runs out. */
+/*
+ * A large Twrite: only its header is copied out; its data stays in the
+ * guest's buffers and is written from there (what the guest changes
+ * meanwhile is its own data). Returns false for anything else.
+ */
+static bool split_write(struct job *j, struct virtq_chain *c)
+{
+	uint8_t h[P9_TWRITE_HDR];
+
+	if (c->out_len <= BIG_REQ ||
+	    iov_to_buf(c->iov, c->nout, 0, h, sizeof(h)) != sizeof(h) ||
+	    h[4] != P9_TWRITE)
+		return false;
+	j->req = malloc(sizeof(h));
+	if (!j->req)
+		return false;
+	memcpy(j->req, h, sizeof(h));
+	j->len = sizeof(h);
+	j->split.tail = j->in + c->nin;
+	j->split.ntail = iov_slice(c->iov, c->nout, sizeof(h),
+				   c->out_len - sizeof(h), j->in + c->nin,
+				   c->nout);
+	j->split.tail_len = c->out_len - (uint32_t)sizeof(h);
+	return true;
+}
+
 static struct job *make_job(struct p9dev *p, struct virtq_chain *c)
 {
-	struct job *j = calloc(1, sizeof(*j) + c->nin * sizeof(struct iovec));
+	struct job *j = calloc(1, sizeof(*j) + (c->nin + c->nout) *
+					       sizeof(struct iovec));
 
 	if (!j)
 		return NULL;
@@ -232,6 +262,8 @@ static struct job *make_job(struct p9dev *p, struct virtq_chain *c)
 	j->nin = c->nin;
 	j->in_len = c->in_len;
 	memcpy(j->in, c->iov + c->nout, c->nin * sizeof(struct iovec));
+	if (split_write(j, c))
+		goto parsed;
 	/* A request larger than any msize is cut; the server refuses it. */
 	j->len = MIN(c->out_len, P9_MAX_MSIZE);
 	if (j->len > BIG_REQ) {
@@ -250,6 +282,7 @@ static struct job *make_job(struct p9dev *p, struct virtq_chain *c)
 		return NULL;
 	}
 	iov_to_buf(c->iov, c->nout, 0, j->req, j->len);
+parsed:
 	if (j->len >= P9_HDR) {
 		j->tag = get_le16(j->req + 5);
 		j->flush = j->req[4] == P9_TFLUSH;

@@ -170,14 +170,33 @@ int p9_tag_claim(struct p9_server *s, uint16_t tag, bool flush);
 void p9_tag_release(struct p9_server *s, uint16_t tag);
 
 /*
+ * A message whose end is still in the guest's buffers: the head handed
+ * to p9_handle_split() was copied out (and is all that is parsed); tail
+ * holds the tail_len bytes that follow it. Only Twrite's data may stay
+ * there, so that a large write is written from the guest's buffers.
+ */
+struct iovec;
+
+struct p9_split {
+	const struct iovec *tail;
+	unsigned int ntail;
+	uint32_t tail_len;
+};
+
+#define P9_TWRITE_HDR 23	/* size type tag fid offset count */
+
+/*
  * p9_handle() with the reply written into the buffers iov[0, niov)
  * (cap bytes of them at most; rep, cap bytes, is scratch): Tread reads
  * straight into them, with no copy. Returns the reply's length.
  */
-struct iovec;
 uint32_t p9_handle_iov(struct p9_server *s, const void *req, uint32_t len,
 		       void *rep, uint32_t cap, const struct iovec *iov,
 		       unsigned int niov);
+/* p9_handle_iov() of a message split as struct p9_split says. */
+uint32_t p9_handle_split(struct p9_server *s, const void *head, uint32_t len,
+			 const struct p9_split *sp, void *rep, uint32_t cap,
+			 const struct iovec *iov, unsigned int niov);
 
 /* The msize the client and the server agreed on (0 before Tversion). */
 uint32_t p9_msize(struct p9_server *s);

@@ -542,6 +542,37 @@ static uint32_t read_split(struct p9_server *s, uint32_t fid, uint64_t off,
 	return n;
 }
 
+/*
+ * A Twrite of text at off to fid whose data stays in two tail buffers,
+ * as the device leaves a large one; size_adj skews the size field,
+ * extra adds bytes to the head. Returns the reply's errno or 0.
+ */
+static int write_split(struct p9_server *s, uint8_t type, uint32_t fid,
+		       uint64_t off, const char *text, uint32_t count,
+		       int size_adj, uint32_t extra)
+{
+	size_t tl = strlen(text);
+	struct iovec tail[2] = { { (void *)text, tl / 2 },
+				 { (void *)(text + tl / 2), tl - tl / 2 } };
+	struct p9_split sp = { tail, 2, (uint32_t)tl };
+	struct iovec out = { rep + 64, 64 };
+	struct p9_out o = { .buf = req, .cap = sizeof(req) };
+	uint32_t n, len;
+
+	p9_msg_begin(&o, type, next_tag++);
+	p9_put32(&o, fid);
+	p9_put64(&o, off);
+	p9_put32(&o, count);
+	p9_putspace(&o, extra);
+	len = p9_msg_end(&o);
+	put_le32(req, (uint32_t)((int)(len + tl) + size_adj));
+	n = p9_handle_split(s, req, len, &sp, rep, 64, &out, 1);
+	if (n < 11)
+		return -1;
+	return rep[64 + 4] == P9_RLERROR ? (int)get_le32(rep + 64 + 7) :
+	       (int)get_le32(rep + 64 + 7) == (int)count ? 0 : -2;
+}
+
 static void test_ops(void)
 {
 	struct p9_server *s = session(false, false);
@@ -578,6 +609,16 @@ static void test_ops(void)
 		CHECK(n == 11 && flat[4] == P9_RLERROR && get_le32(flat + 7) == EBADF,
 		      "ops: an Rlerror goes to the split buffers too");
 	}
+	CHECK(write_split(s, P9_TWRITE, 1, 0, "HELLO", 5, 0, 0) == 0 &&
+	      read_all(s, 1, buf, sizeof(buf)) == 11 && !strcmp(buf, "HELLO world"),
+	      "ops: a split Twrite writes its data from the tail buffers");
+	CHECK(write_split(s, P9_TWRITE, 1, 0, "HELLO", 6, 0, 0) == EINVAL &&
+	      write_split(s, P9_TWRITE, 1, 0, "HELLO", 5, 1, 0) == EINVAL &&
+	      write_split(s, P9_TWRITE, 1, 0, "HELLO", 5, 0, 2) == EINVAL &&
+	      write_split(s, P9_TREAD, 1, 0, "HELLO", 5, 0, 0) == EINVAL,
+	      "ops: a split message that lies (count, size, head, type) gets Rlerror");
+	CHECK(write_split(s, P9_TWRITE, 1, 0, "hello", 5, 0, 0) == 0,
+	      "ops: the split write is undone");
 	CHECK(err_of(s, P9_TFSYNC, "44", 1, 0) == 0, "ops: fsync");
 	CHECK(call(s, &in, P9_TLOCK, "414884s", 1, P9_LOCK_WRLCK, 0,
 		   (uint64_t)0, (uint64_t)0, 1, "c") == P9_TLOCK + 1 &&
