@@ -99,6 +99,13 @@ $(O)/bench/%: bench/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
 
+# guest/init, PID 1 of `lkvm sandbox`: static, it runs in the guest.
+all: $(O)/guest/init
+$(O)/guest/init: guest/init.c guest/init-core.c guest/init.h
+	@mkdir -p $(dir $@)
+	$(CC) $(filter-out -MMD -MP,$(CFLAGS)) -static -o $@ guest/init.c \
+	      guest/init-core.c
+
 .PHONY: all setup run check check-linux unit bench soak clean
 setup:
 	@tests/setup-deps

@@ -50,7 +50,7 @@ static const struct option run_options[] = {
 	O("network", 'n', OPT_LIST, nets, "OPTIONS", "virtio-net device"),
 	O("rng", 0, OPT_BOOL, rng, NULL, "virtio-rng device"),
 	O("balloon", 0, OPT_BOOL, balloon, NULL, "virtio-balloon device"),
-	O("9p", 0, OPT_LIST, p9, "DIR,TAG", "share a host directory"),
+	O("9p", 0, OPT_LIST, p9, "DIR,TAG[,ro]", "share a host directory (virtio-9p)"),
 	OPTION_END,
 };
 
@@ -99,7 +99,6 @@ static int refuse_unimplemented(const struct machine_config *c)
 	} list[] = {
 		{ c->nets.n > 0, "--network", "virtio-net" },
 		{ c->balloon, "--balloon", "virtio-balloon" },
-		{ c->p9.n > 0, "--9p", "virtio-9p" },
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(list); i++) {

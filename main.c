@@ -29,6 +29,8 @@ static const struct command commands[] = {
 	  help_wait },
 	{ "introspect", "look at a guest through KVMI", cmd_introspect,
 	  help_introspect },
+	{ "sandbox", "run one command in a guest on the host's root over 9p",
+	  cmd_sandbox, help_sandbox },
 	{ "help", "show help for lkvm or one command", cmd_help, help_help },
 	{ "version", "print lkvm's version", cmd_version, help_version },
 };

@@ -81,31 +81,10 @@ run_vmm() {
 	fi
 }
 
-# median FILE COLUMN
-median() {
-	awk -v c="$2" '{print $c}' "$1" | sort -g | awk '{a[NR]=$1} END {
-		if (NR % 2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2 }'
-}
+. bench/lib.bash	# median, measure
 
-# measure NAME engine op bs mib: RUNS runs, each must exit 0. Columns:
-# first_byte_ms exit_ms maxrss_kib user_ms sys_ms status cpu_ms; the
-# last run's console in NAME.log.
-measure() {
-	local name=$1 engine=$2 st
-	shift 2
-	: >"$tmp/$name"
-	for ((r = 0; r < RUNS; r++)); do
-		rm -f "$tmp/$name.log"
-		run_vmm "$engine" "$tmp/$name.log" "$@" |
-			awk '{print $0, $4 + $5}' >>"$tmp/$name"
-		st=$(tail -n 1 "$tmp/$name" | cut -d' ' -f6)
-		if [ "$st" != 0 ]; then
-			echo "bench/blk.sh: $name ($engine $*) did not pass: exit status $st" >&2
-			grep -E '^not ok|^Bail|blkbench:' "$tmp/$name.log" | sed 's/^/  /' >&2
-			exit 1
-		fi
-	done
-}
+# measure NAME engine op bs mib (bench/lib.bash)
+FAIL_LINES='^not ok|^Bail|blkbench:'
 
 # guest_view NAME: the guest's own account of the last run: MSI-X
 # interrupts per notification, and MiB/s by its PIT clock.

@@ -362,6 +362,8 @@ int check_virtio_console(char *msg, size_t n);
 int check_virtio_console_input(char *msg, size_t n);
 int check_virtio_rng(char *msg, size_t n);
 int check_virtio_blk(char *msg, size_t n);
+int check_virtio_9p(char *msg, size_t n);
+int check_p9bench(char *msg, size_t n);
 int check_virtio_hostile(char *msg, size_t n);
 int check_blkbench(char *msg, size_t n);
 int check_virtio_soak(char *msg, size_t n);

@@ -21,11 +21,13 @@ static const struct check checks[] = {
 	{ "virtio-console", check_virtio_console, true, VIRTIO_ID_CONSOLE },
 	{ "virtio-rng", check_virtio_rng, true, VIRTIO_ID_RNG },
 	{ "virtio-blk", check_virtio_blk, true, VIRTIO_ID_BLK },
+	{ "virtio-9p", check_virtio_9p, true, 9 },
 	{ "virtio-console-input", check_virtio_console_input, false, 0 },
 	{ "virtio-hostile", check_virtio_hostile, false, 0 },
 	{ "heartbeat", check_heartbeat, false, 0 },
 	{ "blkbench", check_blkbench, false, 0 },
 	{ "virtio-soak", check_virtio_soak, false, 0 },
+	{ "p9bench", check_p9bench, false, 0 },
 };
 
 #define MAX_RUN 32
@@ -107,7 +109,8 @@ static void parse_params(void)
 	for (size_t i = 0; tests && i + 3 <= tests_len; i++)
 		if (!strncmp(tests + i, "all", 3) ||
 		    (i + 6 <= tests_len && !strncmp(tests + i, "virtio", 6)) ||
-		    (i + 8 <= tests_len && !strncmp(tests + i, "blkbench", 8)))
+		    (i + 8 <= tests_len && !strncmp(tests + i, "blkbench", 8)) ||
+		    (i + 7 <= tests_len && !strncmp(tests + i, "p9bench", 7)))
 			virtio = true;
 	if (virtio)
 		virtio_discover();

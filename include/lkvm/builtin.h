@@ -37,6 +37,10 @@ void help_wait(FILE *f);
 int cmd_introspect(int argc, char **argv);
 void help_introspect(FILE *f);
 
+/* One command in a guest on the host's root over 9p (docs/9p.md). */
+int cmd_sandbox(int argc, char **argv);
+void help_sandbox(FILE *f);
+
 /* The table in main.c, for `lkvm help`. */
 const struct command *find_command(const char *name);
 void print_commands(FILE *f);
