@@ -364,6 +364,10 @@ int check_virtio_rng(char *msg, size_t n);
 int check_virtio_blk(char *msg, size_t n);
 int check_virtio_hostile(char *msg, size_t n);
 int check_blkbench(char *msg, size_t n);
+int check_virtio_net(char *msg, size_t n);
+int check_virtio_net_dhcp(char *msg, size_t n);
+int check_virtio_net_udp(char *msg, size_t n);
+int check_virtio_net_serve(char *msg, size_t n);
 
 /* main.c */
 enum { PASS, FAIL, SKIP };

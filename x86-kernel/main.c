@@ -23,6 +23,10 @@ static const struct check checks[] = {
 	{ "virtio-blk", check_virtio_blk, true, VIRTIO_ID_BLK },
 	{ "virtio-console-input", check_virtio_console_input, false, 0 },
 	{ "virtio-hostile", check_virtio_hostile, false, 0 },
+	{ "virtio-net", check_virtio_net, true, VIRTIO_ID_NET },
+	{ "virtio-net-dhcp", check_virtio_net_dhcp, false, 0 },
+	{ "virtio-net-udp", check_virtio_net_udp, false, 0 },
+	{ "virtio-net-serve", check_virtio_net_serve, false, 0 },
 	{ "heartbeat", check_heartbeat, false, 0 },
 	{ "blkbench", check_blkbench, false, 0 },
 };
