@@ -5,7 +5,8 @@
  * Parameters (kernel command line): net_ip=A.B.C.D (else DHCP must have
  * run), net_peer=A.B.C.D:PORT (the UDP echo server virtio-net-udp talks
  * to), net_serve=SECONDS (how long virtio-net-serve waits for "quit"),
- * net_link=down (the link is expected down). */
+ * net_link=down (the link is expected down), net_until=linkdown
+ * (virtio-net-serve also ends, passing, when the link goes down). */
 #include "virtio.h"
 
 #define NET_F_MAC (1ull << 5)
@@ -694,16 +695,28 @@ int check_virtio_net_serve(char *msg, size_t n)
 		parse_u64(v, strlen(v), &secs);
 	ip_str(a, sizeof(a), nic.ip);
 	kprintf("# %s: serving at %s\n", nic.d->name, a);
+	/* net_until=linkdown: ends when the device reports its link down. */
+	bool until_down = param("net_until", v, sizeof(v)) && !strcmp(v, "linkdown");
+	bool down = false;
 	nic.quit = false;
-	for (uint64_t t0 = ticks, c0 = rdtsc();
-	     !nic.quit && !expired(t0, c0, (unsigned)(secs * PIT_HZ));)
-		if (!net_poll())
-			cpu_relax();
+	for (uint64_t t0 = ticks, c0 = rdtsc(), seen = ticks;
+	     !nic.quit && !down && !expired(t0, c0, (unsigned)(secs * PIT_HZ));) {
+		if (net_poll())
+			continue;
+		cpu_relax();
+		if (until_down && ticks - seen >= PIT_HZ / 10) {
+			seen = ticks;
+			down = !link_up();
+		}
+	}
+	if (down)
+		kprintf("# %s: link down\n", nic.d->name);
 	kprintf("# %s: answered %u ARP, %u ICMP echo, %u UDP, %u TCP; %u frames "
 		"in, %u out\n", nic.d->name, nic.arps, nic.pings, nic.udps, nic.tcps,
 		nic.nin, nic.nout);
-	if (!nic.quit) {
-		ksnprintf(msg, n, "%s: no \"quit\" within %lu s", nic.d->name, secs);
+	if (!nic.quit && !down) {
+		ksnprintf(msg, n, "%s: no \"quit\"%s within %lu s", nic.d->name,
+			  until_down ? " and no link down" : "", secs);
 		return FAIL;
 	}
 	return PASS;

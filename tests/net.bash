@@ -1,0 +1,37 @@
+# Shared by net.bats and qemu-net.bats: network namespaces with a tap,
+# and the host-side client (net-client.py).
+NETCLIENT="$BATS_TEST_DIRNAME/net-client.py"
+GUEST_IP=10.77.0.2
+HOST_IP=10.77.0.1
+
+# netns_with_tap NAME TAP: a namespace holding TAP (up, $HOST_IP/24).
+netns_with_tap() {
+	ip netns add "$1" || return 1
+	NETNS="$1"
+	ip -n "$1" link set lo up &&
+	ip -n "$1" tuntap add dev "$2" mode tap &&
+	ip -n "$1" addr add "$HOST_IP/24" dev "$2" &&
+	ip -n "$1" link set "$2" up
+}
+
+netns_cleanup() {
+	[ -n "${NETNS:-}" ] && ip netns del "$NETNS" 2>/dev/null
+	NETNS=
+	return 0
+}
+
+# A UDP echo server on the host's loopback: ECHOPID, ECHOPORT.
+start_echo_server() {
+	"$NETCLIENT" echo-server >"$TMP/echo.port" &
+	ECHOPID=$!
+	wait_for "$TMP/echo.port" '^[0-9]+$' 10
+	ECHOPORT=$(cat "$TMP/echo.port")
+}
+
+# guest_serves LOG NS: the host pings the guest in namespace NS, gets
+# its UDP echo, then ends the guest's serve loop with "quit".
+host_talks_to_guest() { # ns
+	ip netns exec "$1" "$NETCLIENT" ping "$GUEST_IP" 3 &&
+	ip netns exec "$1" "$NETCLIENT" udp "$GUEST_IP" 7 hello-guest &&
+	ip netns exec "$1" "$NETCLIENT" udp "$GUEST_IP" 7 quit
+}

@@ -1,0 +1,179 @@
+#!/usr/bin/env bats
+# lkvm's virtio-net, refereed by the test kernel's network checks
+# (x86-kernel/net.c) and by host clients (tests/net-client.py): user-mode
+# networking through lkvm-slirp (DHCP, NAT to the host's loopback, a host
+# forward into the guest), a tap in a network namespace the test creates
+# (the host pings the guest and gets its UDP echo), a tap that lkvm
+# creates and removes, a tap deleted under a running guest, and options
+# lkvm must refuse. tests/qemu-net.bats runs the same guest checks under
+# QEMU.
+
+bats_require_minimum_version 1.5.0
+
+load helpers
+load net
+
+KERNEL_DIR="$BATS_TEST_DIRNAME/../x86-kernel"
+KERNEL="$KERNEL_DIR/test-kernel.elf"
+
+setup_file() {
+	make -C "$KERNEL_DIR" >&2
+}
+
+setup() {
+	setup_tmp
+	LKPID=
+}
+
+teardown() {
+	[ -n "${LKPID:-}" ] && kill -KILL "$LKPID" 2>/dev/null
+	[ -n "${ECHOPID:-}" ] && kill "$ECHOPID" 2>/dev/null
+	netns_cleanup
+	teardown_tmp
+}
+
+lkvm_run() {
+	timeout --kill-after=5 "${LKVM_TIMEOUT:-60}" \
+		"$LKVM" run -k "$KERNEL" -m 128 "$@"
+}
+
+need_slirp() {
+	[ -x "$BATS_TEST_DIRNAME/../lkvm-slirp" ] ||
+		{ echo "lkvm-slirp not built (libslirp-dev missing?)"; return 1; }
+}
+
+need_netns() {
+	[ "$(id -u)" -eq 0 ] || skip "network namespaces need root"
+	[ -c /dev/net/tun ] || skip "no /dev/net/tun"
+}
+
+no_failures() {
+	! grep -q '^not ok' <<<"$output" || { echo "$output"; return 1; }
+}
+
+@test "lkvm -n: bad options are refused with one line naming them" {
+	run "$LKVM" run -n mode=bogus
+	assert_one_line_error "network 'mode=bogus': bad option"
+	run "$LKVM" run -n mode=tap,guest_mac=01:00:00:00:00:01
+	assert_one_line_error "guest_mac"
+	run "$LKVM" run -n mode=user,hostfwd=tcp:80
+	assert_one_line_error "hostfwd 'tcp:80'"
+	run "$LKVM" run -n mode=user,tapif=tap0
+	assert_one_line_error "tapif needs mode=tap"
+}
+
+@test "lkvm -n none: no device; virtio-net then fails for want of one" {
+	run --separate-stderr lkvm_run -n none -p tests=virtio-net </dev/null
+	echo "$output"
+	[ "$status" -ne 0 ]
+	grep -q '^not ok 1 - virtio-net: no virtio-net device' <<<"$output"
+}
+
+@test "lkvm -n (user mode): DHCP from slirp, the guest's UDP reaches a host loopback echo server" {
+	need_slirp
+	start_echo_server
+	for t in pci mmio pci-legacy; do
+		run --separate-stderr lkvm_run --virtio-transport $t \
+			-n guest_mac=02:00:00:00:00:42 \
+			-p "tests=virtio-net,virtio-net-dhcp,virtio-net-udp net_peer=10.0.2.2:$ECHOPORT" </dev/null
+		echo "$t: $output"
+		echo "$stderr" >&2
+		[ "$status" -eq 0 ]
+		no_failures
+		grep -q 'mac 02:00:00:00:00:42, link up' <<<"$output"
+		grep -q 'DHCP lease 10\.0\.2\.15 from 10\.0\.2\.2' <<<"$output"
+		grep -q "UDP echo from 10\.0\.2\.2:$ECHOPORT" <<<"$output"
+	done
+}
+
+@test "lkvm -n mode=user,hostfwd: a host TCP connection reaches the guest's listener" {
+	need_slirp
+	local port
+	port=$("$NETCLIENT" free-port)
+	lkvm_run -n "mode=user,hostfwd=tcp:$port-:7" \
+		-p "tests=virtio-net-dhcp,virtio-net-serve net_serve=30" \
+		</dev/null >"$TMP/out" 2>"$TMP/err" &
+	LKPID=$!
+	wait_for "$TMP/out" 'serving at 10\.0\.2\.15' 30
+	run "$NETCLIENT" tcp 127.0.0.1 "$port" hello-through-slirp
+	echo "$output"
+	[ "$status" -eq 0 ]
+	run "$NETCLIENT" tcp 127.0.0.1 "$port" quit
+	[ "$status" -eq 0 ]
+	local rc=0
+	wait "$LKPID" || rc=$?
+	LKPID=
+	cat "$TMP/out" "$TMP/err"
+	[ "$rc" -eq 0 ]
+	grep -q '^ok 2 - virtio-net-serve' "$TMP/out"
+	grep -qE 'answered .* [1-9][0-9]* TCP' "$TMP/out"
+}
+
+@test "lkvm -n mode=tap,tapif: in a namespace the host pings the guest and gets its UDP echo" {
+	need_netns
+	netns_with_tap "lkvm-net-$$" lt0
+	for t in pci mmio; do
+		ip netns exec "$NETNS" timeout 60 "$LKVM" run -k "$KERNEL" -m 128 \
+			--virtio-transport $t -n mode=tap,tapif=lt0 \
+			-p "tests=virtio-net,virtio-net-serve net_ip=$GUEST_IP net_serve=30" \
+			</dev/null >"$TMP/out" 2>"$TMP/err" &
+		LKPID=$!
+		wait_for "$TMP/out" "serving at $GUEST_IP" 30
+		run host_talks_to_guest "$NETNS"
+		echo "$output"
+		[ "$status" -eq 0 ]
+		local rc=0
+		wait "$LKPID" || rc=$?
+		LKPID=
+		cat "$TMP/out" "$TMP/err"
+		[ "$rc" -eq 0 ]
+		grep -qE 'answered [0-9]+ ARP, [3-9] ICMP echo, 2 UDP' "$TMP/out"
+		# The tap the test made is still there.
+		ip -n "$NETNS" link show lt0 >/dev/null
+	done
+}
+
+@test "lkvm -n mode=tap: lkvm creates a tap and it is gone after lkvm exits" {
+	need_netns
+	ip netns add "lkvm-net-$$"
+	NETNS="lkvm-net-$$"
+	ip netns exec "$NETNS" timeout 60 "$LKVM" run -k "$KERNEL" -m 128 \
+		-n mode=tap -p "tests=virtio-net,virtio-net-serve net_ip=$GUEST_IP net_serve=30" \
+		</dev/null >"$TMP/out" 2>"$TMP/err" &
+	LKPID=$!
+	wait_for "$TMP/out" "serving at" 30
+	ip -n "$NETNS" -o link show | grep -q 'lkvmtap0:.*UP'
+	ip -n "$NETNS" addr add "$HOST_IP/24" dev lkvmtap0
+	run ip netns exec "$NETNS" "$NETCLIENT" udp "$GUEST_IP" 7 quit
+	[ "$status" -eq 0 ]
+	local rc=0
+	wait "$LKPID" || rc=$?
+	LKPID=
+	[ "$rc" -eq 0 ]
+	! ip -n "$NETNS" link show lkvmtap0 2>/dev/null
+}
+
+@test "lkvm -n mode=tap: the tap deleted under a running guest: one message, link down, lkvm goes on" {
+	need_netns
+	netns_with_tap "lkvm-net-$$" lt0
+	ip netns exec "$NETNS" timeout 60 "$LKVM" run -k "$KERNEL" -m 128 \
+		-n mode=tap,tapif=lt0 \
+		-p "tests=virtio-net,virtio-net-serve,virtio-net net_ip=$GUEST_IP net_serve=30 net_until=linkdown net_link=down" \
+		</dev/null >"$TMP/out" 2>"$TMP/err" &
+	LKPID=$!
+	wait_for "$TMP/out" "serving at" 30
+	ip -n "$NETNS" link del lt0
+	wait_for "$TMP/out" 'net0: link down' 20
+	local rc=0
+	wait "$LKPID" || rc=$?
+	LKPID=
+	cat "$TMP/out" "$TMP/err"
+	# The first virtio-net saw the link up (and net_link=down says
+	# otherwise): exactly that one check fails.
+	grep -q '^not ok 1 - virtio-net: net0: link up, expected down' "$TMP/out"
+	grep -q '^ok 2 - virtio-net-serve' "$TMP/out"
+	grep -q '^ok 3 - virtio-net' "$TMP/out"
+	[ "$rc" -eq 3 ]
+	[ "$(grep -c 'link down' "$TMP/err")" -eq 1 ]
+	grep -q 'virtio-net0: tap lt0: .*; link down' "$TMP/err"
+}
