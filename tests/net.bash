@@ -28,10 +28,31 @@ start_echo_server() {
 	ECHOPORT=$(cat "$TMP/echo.port")
 }
 
-# guest_serves LOG NS: the host pings the guest in namespace NS, gets
+# host_talks_to_guest NS: the host pings the guest in namespace NS, gets
 # its UDP echo, then ends the guest's serve loop with "quit".
-host_talks_to_guest() { # ns
+host_talks_to_guest() {
 	ip netns exec "$1" "$NETCLIENT" ping "$GUEST_IP" 3 &&
 	ip netns exec "$1" "$NETCLIENT" udp "$GUEST_IP" 7 hello-guest &&
 	ip netns exec "$1" "$NETCLIENT" udp "$GUEST_IP" 7 quit
+}
+
+# Waits for the guest started in the background as BGPID (its console in
+# $TMP/out, messages in $TMP/err): its status in rc, both logs shown.
+wait_bg() {
+	rc=0
+	wait "$BGPID" || rc=$?
+	BGPID=
+	cat "$TMP/out" "$TMP/err"
+}
+
+# Whatever a test left running: the guest, the echo server, the namespace.
+net_teardown() {
+	[ -n "${BGPID:-}" ] && kill -KILL "$BGPID" 2>/dev/null
+	[ -n "${ECHOPID:-}" ] && kill "$ECHOPID" 2>/dev/null
+	netns_cleanup
+	teardown_tmp
+}
+
+no_failures() {
+	! grep -q '^not ok' <<<"$output" || { echo "$output"; return 1; }
 }

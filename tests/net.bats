@@ -22,15 +22,10 @@ setup_file() {
 
 setup() {
 	setup_tmp
-	LKPID=
+	BGPID=
 }
 
-teardown() {
-	[ -n "${LKPID:-}" ] && kill -KILL "$LKPID" 2>/dev/null
-	[ -n "${ECHOPID:-}" ] && kill "$ECHOPID" 2>/dev/null
-	netns_cleanup
-	teardown_tmp
-}
+teardown() { net_teardown; }
 
 lkvm_run() {
 	timeout --kill-after=5 "${LKVM_TIMEOUT:-60}" \
@@ -45,10 +40,6 @@ need_slirp() {
 need_netns() {
 	[ "$(id -u)" -eq 0 ] || skip "network namespaces need root"
 	[ -c /dev/net/tun ] || skip "no /dev/net/tun"
-}
-
-no_failures() {
-	! grep -q '^not ok' <<<"$output" || { echo "$output"; return 1; }
 }
 
 @test "lkvm -n: bad options are refused with one line naming them" {
@@ -93,17 +84,14 @@ no_failures() {
 	lkvm_run -n "mode=user,hostfwd=tcp:$port-:7" \
 		-p "tests=virtio-net-dhcp,virtio-net-serve net_serve=30" \
 		</dev/null >"$TMP/out" 2>"$TMP/err" &
-	LKPID=$!
+	BGPID=$!
 	wait_for "$TMP/out" 'serving at 10\.0\.2\.15' 30
 	run "$NETCLIENT" tcp 127.0.0.1 "$port" hello-through-slirp
 	echo "$output"
 	[ "$status" -eq 0 ]
 	run "$NETCLIENT" tcp 127.0.0.1 "$port" quit
 	[ "$status" -eq 0 ]
-	local rc=0
-	wait "$LKPID" || rc=$?
-	LKPID=
-	cat "$TMP/out" "$TMP/err"
+	wait_bg
 	[ "$rc" -eq 0 ]
 	grep -q '^ok 2 - virtio-net-serve' "$TMP/out"
 	grep -qE 'answered .* [1-9][0-9]* TCP' "$TMP/out"
@@ -117,15 +105,12 @@ no_failures() {
 			--virtio-transport $t -n mode=tap,tapif=lt0 \
 			-p "tests=virtio-net,virtio-net-serve net_ip=$GUEST_IP net_serve=30" \
 			</dev/null >"$TMP/out" 2>"$TMP/err" &
-		LKPID=$!
+		BGPID=$!
 		wait_for "$TMP/out" "serving at $GUEST_IP" 30
 		run host_talks_to_guest "$NETNS"
 		echo "$output"
 		[ "$status" -eq 0 ]
-		local rc=0
-		wait "$LKPID" || rc=$?
-		LKPID=
-		cat "$TMP/out" "$TMP/err"
+		wait_bg
 		[ "$rc" -eq 0 ]
 		grep -qE 'answered [0-9]+ ARP, [3-9] ICMP echo, 2 UDP' "$TMP/out"
 		# The tap the test made is still there.
@@ -140,15 +125,13 @@ no_failures() {
 	ip netns exec "$NETNS" timeout 60 "$LKVM" run -k "$KERNEL" -m 128 \
 		-n mode=tap -p "tests=virtio-net,virtio-net-serve net_ip=$GUEST_IP net_serve=30" \
 		</dev/null >"$TMP/out" 2>"$TMP/err" &
-	LKPID=$!
+	BGPID=$!
 	wait_for "$TMP/out" "serving at" 30
 	ip -n "$NETNS" -o link show | grep -q 'lkvmtap0:.*UP'
 	ip -n "$NETNS" addr add "$HOST_IP/24" dev lkvmtap0
 	run ip netns exec "$NETNS" "$NETCLIENT" udp "$GUEST_IP" 7 quit
 	[ "$status" -eq 0 ]
-	local rc=0
-	wait "$LKPID" || rc=$?
-	LKPID=
+	wait_bg
 	[ "$rc" -eq 0 ]
 	! ip -n "$NETNS" link show lkvmtap0 2>/dev/null
 }
@@ -160,14 +143,11 @@ no_failures() {
 		-n mode=tap,tapif=lt0 \
 		-p "tests=virtio-net,virtio-net-serve,virtio-net net_ip=$GUEST_IP net_serve=30 net_until=linkdown net_link=down" \
 		</dev/null >"$TMP/out" 2>"$TMP/err" &
-	LKPID=$!
+	BGPID=$!
 	wait_for "$TMP/out" "serving at" 30
 	ip -n "$NETNS" link del lt0
 	wait_for "$TMP/out" 'net0: link down' 20
-	local rc=0
-	wait "$LKPID" || rc=$?
-	LKPID=
-	cat "$TMP/out" "$TMP/err"
+	wait_bg
 	# The first virtio-net saw the link up (and net_link=down says
 	# otherwise): exactly that one check fails.
 	grep -q '^not ok 1 - virtio-net: net0: link up, expected down' "$TMP/out"
