@@ -157,3 +157,30 @@ need_netns() {
 	[ "$(grep -c 'link down' "$TMP/err")" -eq 1 ]
 	grep -q 'virtio-net0: tap lt0: .*; link down' "$TMP/err"
 }
+
+@test "lkvm -n (user mode): a hostile driver costs frames, counted, and lkvm goes on" {
+	need_slirp
+	start_echo_server
+	local port
+	port=$("$NETCLIENT" free-port)
+	for t in pci mmio; do
+		lkvm_run --name "hostile-$t" --virtio-transport $t \
+			-n "hostfwd=udp:$port-:7" \
+			-p "tests=virtio-net-dhcp,virtio-net-hostile,virtio-net-serve net_peer=10.0.2.2:$ECHOPORT net_serve=30" \
+			</dev/null >"$TMP/out" 2>"$TMP/err" &
+		BGPID=$!
+		wait_for "$TMP/out" 'serving at' 30
+		run "$LKVM" stat "hostile-$t" --all
+		echo "$output"
+		[ "$status" -eq 0 ]
+		# The 3000-byte frame and the echo too long for 128-byte buffers.
+		grep -qE '^dev\.virtio-net0-tx\.errors [1-9]' <<<"$output"
+		grep -qE '^dev\.virtio-net0-rx\.errors [1-9]' <<<"$output"
+		run "$NETCLIENT" udp 127.0.0.1 "$port" quit
+		[ "$status" -eq 0 ]
+		wait_bg
+		[ "$rc" -eq 0 ]
+		grep -q '^ok 2 - virtio-net-hostile' "$TMP/out"
+		[ "$(grep -c 'buffer outside guest RAM' "$TMP/err")" -eq 1 ]
+	done
+}

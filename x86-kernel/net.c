@@ -27,10 +27,12 @@ struct nic {
 	uint8_t mac[6];
 	uint32_t ip, mask, router, dns, server;
 	uint64_t rx, tx;	/* buffer memory */
+	uint32_t bufsz;		/* of each receive buffer */
 	uint64_t rxaddr[VQ_SIZE_MAX];
 	uint32_t arp_ip[4];
 	uint8_t arp_mac[4][6];
 	unsigned narp, nin, nout;
+	uint32_t maxlen;	/* the longest used length seen */
 	unsigned arps, pings, udps, tcps;
 	bool quit;
 	/* DHCP client state */
@@ -135,7 +137,7 @@ static bool parse_ip(const char *s, uint32_t *ip, uint16_t *port)
 
 static bool rx_give(uint64_t addr)
 {
-	struct vbuf b = { addr, BUFSZ, true };
+	struct vbuf b = { addr, nic.bufsz, true };
 	int h = vq_add(&nic.d->vq[RXQ], &b, 1);
 	if (h < 0)
 		return false;
@@ -413,9 +415,11 @@ static bool net_poll(void)
 	bool any = false;
 	while (vq_get(d, q, &id, &len) == 1) {
 		uint64_t a = nic.rxaddr[id];
-		if (len > HDR && len <= BUFSZ)
+		if (len > HDR && len <= nic.bufsz)
 			frame_in((const uint8_t *)(uintptr_t)a + HDR, len - HDR);
 		nic.nin++;
+		if (len > nic.maxlen)
+			nic.maxlen = len;
 		rx_give(a);
 		any = true;
 	}
@@ -517,10 +521,10 @@ static int dhcp_step(int type, int want, char *msg, size_t n)
 
 /* ---- the device ------------------------------------------------------ */
 
-static int net_up(char *msg, size_t n)
+/* (Re)starts the device with `want` features and nrx receive buffers of
+ * bufsz bytes. */
+static int net_start(uint64_t want, int nrx, uint32_t bufsz, char *msg, size_t n)
 {
-	if (nic.up)
-		return PASS;
 	struct vdev *d = vdev_find(VIRTIO_ID_NET, 0);
 	char err[96];
 	if (!d) {
@@ -530,8 +534,8 @@ static int net_up(char *msg, size_t n)
 	if (!virtio_timer_ok(msg, n))
 		return FAIL;
 	nic.d = d;
-	if (!vd_start(d, NET_F_MAC | NET_F_STATUS | NET_F_MRG_RXBUF, 2, err,
-		      sizeof(err))) {
+	nic.up = false;
+	if (!vd_start(d, want, 2, err, sizeof(err))) {
 		ksnprintf(msg, n, "%s", err);
 		return FAIL;
 	}
@@ -548,18 +552,31 @@ static int net_up(char *msg, size_t n)
 		nic.mac[i] = (uint8_t)vd_cfg(d, (uint32_t)i, 1);
 	d->vq[RXQ].avail->flags = VRING_AVAIL_F_NO_INTERRUPT;
 	d->vq[TXQ].avail->flags = VRING_AVAIL_F_NO_INTERRUPT;
-	nic.rx = palloc(NRX * BUFSZ, 4096);
-	nic.tx = palloc(BUFSZ, 4096);
+	if (!nic.rx)
+		nic.rx = palloc(NRX * BUFSZ, 4096);
+	if (!nic.tx)
+		nic.tx = palloc(2 * BUFSZ, 4096);
 	if (!nic.rx || !nic.tx) {
 		ksnprintf(msg, n, "no memory for buffers");
 		return FAIL;
 	}
-	for (int i = 0; i < NRX; i++)
+	nic.bufsz = bufsz;
+	for (int i = 0; i < nrx; i++)
 		rx_give(nic.rx + (uint64_t)i * BUFSZ);
 	vq_kick(d, &d->vq[RXQ]);
-	nic.xid = 0x4c4b0000u ^ (uint32_t)rdtsc();
-	nic.want_port = 0;
 	nic.up = true;
+	return PASS;
+}
+
+static int net_up(char *msg, size_t n)
+{
+	if (nic.up)
+		return PASS;
+	int r = net_start(NET_F_MAC | NET_F_STATUS | NET_F_MRG_RXBUF, NRX, BUFSZ,
+			  msg, n);
+	if (r != PASS)
+		return r;
+	nic.xid = 0x4c4b0000u ^ (uint32_t)rdtsc();
 	char ip[20];
 	if (param("net_ip", ip, sizeof(ip)) && !parse_ip(ip, &nic.ip, NULL)) {
 		ksnprintf(msg, n, "bad net_ip=%s", ip);
@@ -632,6 +649,61 @@ int check_virtio_net_dhcp(char *msg, size_t n)
 	return PASS;
 }
 
+static void udp_wait(unsigned timeout)
+{
+	for (uint64_t t0 = ticks, c0 = rdtsc();
+	     nic.got_len < 0 && !expired(t0, c0, timeout);)
+		if (!net_poll())
+			cpu_relax();
+}
+
+/* Sends data to ip:port and waits for the same bytes back (3 tries). */
+static int udp_echo(uint32_t ip, uint16_t port, const void *data, uint32_t len,
+		    char *msg, size_t n)
+{
+	char peer[24];
+	ip_str(peer, sizeof(peer), ip);
+	nic.want_port = 40007;
+	for (int tries = 0; tries < 3; tries++) {
+		nic.got_len = -1;
+		if (!udp_send(nic.ip, ip, nic.want_port, port, data, len)) {
+			ksnprintf(msg, n, "%s: could not send to %s:%u (no ARP answer?)",
+				  nic.d->name, peer, port);
+			return FAIL;
+		}
+		udp_wait(2 * PIT_HZ);
+		if (nic.got_len >= 0)
+			break;
+	}
+	if (nic.got_len < 0) {
+		ksnprintf(msg, n, "%s: no UDP answer from %s:%u in 3 tries of 2 s",
+			  nic.d->name, peer, port);
+		return FAIL;
+	}
+	uint32_t cmp = len < sizeof(nic.got) ? len : sizeof(nic.got);
+	if ((uint32_t)nic.got_len != cmp || memcmp(nic.got, data, cmp)) {
+		ksnprintf(msg, n, "%s: %s:%u answered %d bytes, not the %u sent",
+			  nic.d->name, peer, port, nic.got_len, len);
+		return FAIL;
+	}
+	return PASS;
+}
+
+/* net_peer= and an address of our own. */
+static int need_peer(char *peer, size_t pn, uint32_t *ip, uint16_t *port,
+		     char *msg, size_t n)
+{
+	if (!param("net_peer", peer, pn) || !parse_ip(peer, ip, port)) {
+		ksnprintf(msg, n, "needs net_peer=A.B.C.D:PORT");
+		return FAIL;
+	}
+	if (!nic.ip) {
+		ksnprintf(msg, n, "no address: give net_ip= or run virtio-net-dhcp first");
+		return FAIL;
+	}
+	return PASS;
+}
+
 int check_virtio_net_udp(char *msg, size_t n)
 {
 	int r = net_up(msg, n);
@@ -640,40 +712,11 @@ int check_virtio_net_udp(char *msg, size_t n)
 	char peer[32];
 	uint32_t ip;
 	uint16_t port;
-	if (!param("net_peer", peer, sizeof(peer)) || !parse_ip(peer, &ip, &port)) {
-		ksnprintf(msg, n, "needs net_peer=A.B.C.D:PORT");
-		return FAIL;
-	}
-	if (!nic.ip) {
-		ksnprintf(msg, n, "no address: give net_ip= or run virtio-net-dhcp first");
-		return FAIL;
-	}
+	if ((r = need_peer(peer, sizeof(peer), &ip, &port, msg, n)) != PASS)
+		return r;
 	static const char hello[] = "lkvm-net-udp-echo";
-	nic.want_port = 40007;
-	for (int tries = 0; tries < 3; tries++) {
-		nic.got_len = -1;
-		if (!udp_send(nic.ip, ip, nic.want_port, port, hello, sizeof(hello) - 1)) {
-			ksnprintf(msg, n, "%s: could not send to %s (no ARP answer?)",
-				  nic.d->name, peer);
-			return FAIL;
-		}
-		for (uint64_t t0 = ticks, c0 = rdtsc();
-		     nic.got_len < 0 && !expired(t0, c0, 2 * PIT_HZ);)
-			if (!net_poll())
-				cpu_relax();
-		if (nic.got_len >= 0)
-			break;
-	}
-	if (nic.got_len < 0) {
-		ksnprintf(msg, n, "%s: no UDP answer from %s in 3 tries of 2 s",
-			  nic.d->name, peer);
-		return FAIL;
-	}
-	if (nic.got_len != (int)sizeof(hello) - 1 || memcmp(nic.got, hello, sizeof(hello) - 1)) {
-		ksnprintf(msg, n, "%s: %s answered %d bytes, not the %u sent",
-			  nic.d->name, peer, nic.got_len, (unsigned)sizeof(hello) - 1);
-		return FAIL;
-	}
+	if ((r = udp_echo(ip, port, hello, sizeof(hello) - 1, msg, n)) != PASS)
+		return r;
 	kprintf("# %s: UDP echo from %s\n", nic.d->name, peer);
 	return PASS;
 }
@@ -719,5 +762,111 @@ int check_virtio_net_serve(char *msg, size_t n)
 			  until_down ? " and no link down" : "", secs);
 		return FAIL;
 	}
+	return PASS;
+}
+
+/* What a hostile driver does must cost it frames, never lkvm: a receive
+ * queue with no buffers (the frame waits; lkvm goes on transmitting), a
+ * frame longer than the receive buffers (dropped, the buffers stay), an
+ * oversize transmit frame (dropped, the chain returned), and a transmit
+ * descriptor outside RAM (the device needs a reset, then works). Needs
+ * net_peer= (a UDP echo server) and an address (net_ip= or DHCP first);
+ * the modern interface (the oversize receive buffers need no
+ * VIRTIO_NET_F_MRG_RXBUF, which needs the 12-byte header). */
+int check_virtio_net_hostile(char *msg, size_t n)
+{
+	int r = net_up(msg, n);
+	if (r != PASS)
+		return r;
+	char peer[32];
+	uint32_t ip;
+	uint16_t port;
+	if ((r = need_peer(peer, sizeof(peer), &ip, &port, msg, n)) != PASS)
+		return r;
+	struct vdev *d = nic.d;
+	static const char small[] = "lkvm-hostile";
+	/* Learns the peer's MAC while there are buffers. */
+	if ((r = udp_echo(ip, port, small, sizeof(small) - 1, msg, n)) != PASS)
+		return r;
+
+	/* 1: no receive buffers. Transmit goes on; the echoes wait. */
+	uint64_t base = NET_F_MAC | NET_F_STATUS | NET_F_MRG_RXBUF;
+	if ((r = net_start(base, 0, BUFSZ, msg, n)) != PASS)
+		return r;
+	nic.want_port = 40007;
+	nic.got_len = -1;
+	for (int i = 0; i < 3; i++)
+		if (!udp_send(nic.ip, ip, nic.want_port, port, small, sizeof(small) - 1)) {
+			ksnprintf(msg, n, "%s: transmit stopped while the receive queue "
+				  "had no buffers", d->name);
+			return FAIL;
+		}
+	for (int i = 0; i < NRX; i++)
+		rx_give(nic.rx + (uint64_t)i * BUFSZ);
+	vq_kick(d, &d->vq[RXQ]);
+	udp_wait(2 * PIT_HZ);
+	if (nic.got_len < 0) {
+		ksnprintf(msg, n, "%s: no echo arrived after receive buffers came "
+			  "back", d->name);
+		return FAIL;
+	}
+
+	/* 2: receive buffers of 128 bytes and no merging: the 1000-byte
+	 * echo cannot fit and must not arrive cut; the short one must. */
+	if ((r = net_start(NET_F_MAC | NET_F_STATUS, NRX, 128, msg, n)) != PASS)
+		return r;
+	static uint8_t big[1000];
+	memset(big, 'x', sizeof(big));
+	nic.maxlen = 0;
+	if (!udp_send(nic.ip, ip, nic.want_port, port, big, sizeof(big)) ||
+	    (r = udp_echo(ip, port, small, sizeof(small) - 1, msg, n)) != PASS) {
+		if (r == PASS)
+			ksnprintf(msg, n, "%s: could not send", d->name);
+		return FAIL;
+	}
+	if (nic.maxlen > 128) {
+		ksnprintf(msg, n, "%s: used length %u for a 128-byte buffer", d->name,
+			  nic.maxlen);
+		return FAIL;
+	}
+
+	/* 3: a 3000-byte frame with no segmentation asked for. */
+	if ((r = net_start(base, NRX, BUFSZ, msg, n)) != PASS)
+		return r;
+	uint8_t *f = (uint8_t *)(uintptr_t)nic.tx;
+	memset(f, 0, HDR + 3000);
+	memcpy(f + HDR, bcast, 6);
+	memcpy(f + HDR + 6, nic.mac, 6);
+	put16(f + HDR + 12, ETH_IP);
+	struct vbuf v = { nic.tx, HDR + 3000, false };
+	uint32_t id, len;
+	vq_add(&d->vq[TXQ], &v, 1);
+	vq_kick(d, &d->vq[TXQ]);
+	if (vq_wait(d, &d->vq[TXQ], &id, &len, PIT_HZ) != 1 ||
+	    (vd_status(d) & VIRTIO_S_NEEDS_RESET)) {
+		ksnprintf(msg, n, "%s: an oversize frame was not returned (status "
+			  "0x%x)", d->name, vd_status(d));
+		return FAIL;
+	}
+	if ((r = udp_echo(ip, port, small, sizeof(small) - 1, msg, n)) != PASS)
+		return r;
+
+	/* 4: a transmit buffer outside RAM. */
+	struct vbuf bad = { 1ull << 40, 64, false };
+	vq_add(&d->vq[TXQ], &bad, 1);
+	vq_kick(d, &d->vq[TXQ]);
+	bool needs_reset = false;
+	for (uint64_t t0 = ticks, c0 = rdtsc(); !needs_reset && !expired(t0, c0, PIT_HZ);)
+		needs_reset = vd_status(d) & VIRTIO_S_NEEDS_RESET;
+	if (vd_modern(d) && !needs_reset) {
+		ksnprintf(msg, n, "%s: a buffer outside RAM did not set "
+			  "DEVICE_NEEDS_RESET (status 0x%x)", d->name, vd_status(d));
+		return FAIL;
+	}
+	if ((r = net_start(base, NRX, BUFSZ, msg, n)) != PASS ||
+	    (r = udp_echo(ip, port, small, sizeof(small) - 1, msg, n)) != PASS)
+		return r;
+	kprintf("# %s: no rx buffers, a frame too long for them, a 3000-byte "
+		"frame and a buffer outside RAM: the device went on\n", d->name);
 	return PASS;
 }
