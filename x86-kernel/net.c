@@ -704,18 +704,26 @@ static int need_peer(char *peer, size_t pn, uint32_t *ip, uint16_t *port,
 	return PASS;
 }
 
-int check_virtio_net_udp(char *msg, size_t n)
+/* The device up, net_peer= and an address, and one echo of text from
+ * the peer (which also learns its MAC). */
+static int echo_peer(const char *text, char *peer, size_t pn, uint32_t *ip,
+		     uint16_t *port, char *msg, size_t n)
 {
 	int r = net_up(msg, n);
-	if (r != PASS)
-		return r;
+	if (r == PASS)
+		r = need_peer(peer, pn, ip, port, msg, n);
+	if (r == PASS)
+		r = udp_echo(*ip, *port, text, strlen(text), msg, n);
+	return r;
+}
+
+int check_virtio_net_udp(char *msg, size_t n)
+{
 	char peer[32];
 	uint32_t ip;
 	uint16_t port;
-	if ((r = need_peer(peer, sizeof(peer), &ip, &port, msg, n)) != PASS)
-		return r;
-	static const char hello[] = "lkvm-net-udp-echo";
-	if ((r = udp_echo(ip, port, hello, sizeof(hello) - 1, msg, n)) != PASS)
+	int r = echo_peer("lkvm-net-udp-echo", peer, sizeof(peer), &ip, &port, msg, n);
+	if (r != PASS)
 		return r;
 	kprintf("# %s: UDP echo from %s\n", nic.d->name, peer);
 	return PASS;
@@ -775,19 +783,15 @@ int check_virtio_net_serve(char *msg, size_t n)
  * VIRTIO_NET_F_MRG_RXBUF, which needs the 12-byte header). */
 int check_virtio_net_hostile(char *msg, size_t n)
 {
-	int r = net_up(msg, n);
-	if (r != PASS)
-		return r;
 	char peer[32];
 	uint32_t ip;
 	uint16_t port;
-	if ((r = need_peer(peer, sizeof(peer), &ip, &port, msg, n)) != PASS)
-		return r;
-	struct vdev *d = nic.d;
 	static const char small[] = "lkvm-hostile";
 	/* Learns the peer's MAC while there are buffers. */
-	if ((r = udp_echo(ip, port, small, sizeof(small) - 1, msg, n)) != PASS)
+	int r = echo_peer(small, peer, sizeof(peer), &ip, &port, msg, n);
+	if (r != PASS)
 		return r;
+	struct vdev *d = nic.d;
 
 	/* 1: no receive buffers. Transmit goes on; the echoes wait. */
 	uint64_t base = NET_F_MAC | NET_F_STATUS | NET_F_MRG_RXBUF;
