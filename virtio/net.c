@@ -380,6 +380,8 @@ static void receive(struct net *n)
 		return;
 	}
 	sync_offloads(n);
+	/* The driver need not notify while the device has buffers. */
+	virtq_kicks_off(vq);
 	for (;;) {
 		int r;
 
@@ -392,6 +394,9 @@ static void receive(struct net *n)
 		}
 		r = place_frame(n, vq);
 		if (!r) {
+			/* Out of buffers: wait for a kick, unless some came. */
+			if (virtq_kicks_on(vq))
+				continue;
 			set_paused(n, true);
 			break;
 		}

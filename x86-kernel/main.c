@@ -28,6 +28,7 @@ static const struct check checks[] = {
 	{ "virtio-net-udp", check_virtio_net_udp, false, 0 },
 	{ "virtio-net-serve", check_virtio_net_serve, false, 0 },
 	{ "virtio-net-hostile", check_virtio_net_hostile, false, 0 },
+	{ "virtio-net-flood", check_virtio_net_flood, false, 0 },
 	{ "heartbeat", check_heartbeat, false, 0 },
 	{ "blkbench", check_blkbench, false, 0 },
 };
