@@ -184,3 +184,15 @@ need_netns() {
 		[ "$(grep -c 'buffer outside guest RAM' "$TMP/err")" -eq 1 ]
 	done
 }
+
+@test "lkvm -n (user mode) without lkvm-slirp: one line, the guest sees the link down, lkvm runs on" {
+	cp "$LKVM" "$TMP/lkvm"
+	run --separate-stderr timeout 60 "$TMP/lkvm" run -k "$KERNEL" -n mode=user \
+		-p "tests=virtio-net net_link=down" </dev/null
+	echo "$output"
+	echo "$stderr"
+	[ "$status" -eq 0 ]
+	grep -q 'net0: mac .*, link down' <<<"$output"
+	[ "$(wc -l <<<"$stderr")" -eq 1 ]
+	grep -q '^lkvm: network: user mode needs lkvm-slirp next to lkvm' <<<"$stderr"
+}
