@@ -42,46 +42,76 @@ static int link_up(const char *name)
 	return err;
 }
 
+/* One queue of the tap named in ifr (a pattern for the first). */
+static int open_queue(struct ifreq *ifr, bool multi)
+{
+	unsigned int hdr = NET_HDR_LEN;
+	int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	ifr->ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR |
+			 (multi ? IFF_MULTI_QUEUE : 0);
+	if (ioctl(fd, TUNSETIFF, ifr) < 0 ||
+	    ioctl(fd, TUNSETVNETHDRSZ, &hdr) < 0 ||
+	    ioctl(fd, TUNSETOFFLOAD, 0) < 0) {
+		int err = -errno;
+
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
 int net_tap_open(const struct net_opts *o, struct net_backend *be)
 {
+	unsigned int nq = o->queues ? o->queues : 1;
 	struct ifreq ifr = { 0 };
-	unsigned int hdr = NET_HDR_LEN;
 	char path[64];
-	int fd;
+	int fd, err = 0;
 
-	be->fd = -1;
+	be->nfds = 0;
 	if (o->tapif) {
 		snprintf(path, sizeof(path), "/sys/class/net/%s", o->tapif);
 		be->created = access(path, F_OK) != 0;
 	} else {
 		be->created = true;
 	}
-	fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
-	if (fd < 0)
-		goto fail;
-	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
 	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s",
 		 o->tapif ? o->tapif : "lkvmtap%d");
-	if (ioctl(fd, TUNSETIFF, &ifr) < 0 ||
-	    ioctl(fd, TUNSETVNETHDRSZ, &hdr) < 0 ||
-	    ioctl(fd, TUNSETOFFLOAD, 0) < 0)
-		goto fail;
+	/* The later queues open the name the kernel gave the first. */
+	while (be->nfds < nq) {
+		fd = open_queue(&ifr, nq > 1);
+		if (fd < 0) {
+			err = fd;
+			break;
+		}
+		be->fds[be->nfds++] = fd;
+	}
 	snprintf(be->desc, sizeof(be->desc), "tap %s", ifr.ifr_name);
-	if (be->created && link_up(ifr.ifr_name) < 0)
-		goto fail;
-	be->fd = fd;
-	be->vnet_hdr = true;
-	return 0;
-fail:
-	{
-		int err = -errno;
-
-		pr_err("network: tap %s: %s", o->tapif ? o->tapif : "(new)",
-		       strerror(errno));
-		if (fd >= 0)
-			close(fd);
+	if (!err && be->created && link_up(ifr.ifr_name) < 0)
+		err = -errno;
+	if (err) {
+		pr_err("network: tap %s: %s%s", o->tapif ? o->tapif : "(new)",
+		       strerror(-err), err == -EINVAL && nq > 1 ?
+		       " (a tap made without multi_queue takes one queue)" : "");
+		net_backend_close(be);
 		return err;
 	}
+	be->vnet_hdr = true;
+	return 0;
+}
+
+int net_tap_attach(struct net_backend *be, unsigned int i, bool on)
+{
+	struct ifreq ifr = { 0 };
+
+	if (be->nfds < 2 || i >= be->nfds)
+		return 0;	/* a single queue is always attached */
+	ifr.ifr_flags = on ? IFF_ATTACH_QUEUE : IFF_DETACH_QUEUE;
+	if (ioctl(be->fds[i], TUNSETQUEUE, &ifr) < 0 && errno != EINVAL)
+		return -errno;
+	return 0;
 }
 
 int net_tap_offload(struct net_backend *be, unsigned int flags)
@@ -94,5 +124,6 @@ int net_tap_offload(struct net_backend *be, unsigned int flags)
 		f |= TUN_F_TSO4;
 	if (flags & NET_OFF_TSO6)
 		f |= TUN_F_TSO6;
-	return ioctl(be->fd, TUNSETOFFLOAD, f) < 0 ? -errno : 0;
+	/* The offloads are the interface's: one queue sets them for all. */
+	return ioctl(be->fds[0], TUNSETOFFLOAD, f) < 0 ? -errno : 0;
 }

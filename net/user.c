@@ -53,7 +53,7 @@ int net_user_open(const struct net_opts *o, struct net_backend *be)
 	posix_spawn_file_actions_t fa;
 	int sv[2], err, argc = 0, buf = SOCK_BUF;
 
-	be->fd = -1;
+	be->nfds = 0;
 	snprintf(be->desc, sizeof(be->desc), "user");
 	err = helper_path(path, sizeof(path));
 	if (err) {
@@ -88,16 +88,16 @@ int net_user_open(const struct net_opts *o, struct net_backend *be)
 		return err;
 	}
 	fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
-	be->fd = sv[0];
+	be->fds[0] = sv[0];
+	be->nfds = 1;
 	be->vnet_hdr = false;
 	return 0;
 }
 
 void net_backend_close(struct net_backend *be)
 {
-	if (be->fd >= 0)
-		close(be->fd);
-	be->fd = -1;
+	while (be->nfds)
+		close(be->fds[--be->nfds]);
 	if (be->helper > 0) {
 		/* It exits on end of file; SIGTERM if it is stuck. */
 		if (waitpid(be->helper, NULL, WNOHANG) == 0) {

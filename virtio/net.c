@@ -55,17 +55,24 @@
 #define NET_F_HOST_UFO 14
 #define NET_F_MRG_RXBUF 15
 #define NET_F_STATUS 16
+#define NET_F_CTRL_VQ 17
+#define NET_F_MQ 22
 
 #define NET_S_LINK_UP 1
 
-/* struct virtio_net_config: mac, status (no MQ, no MTU). */
+/* struct virtio_net_config: mac, status, max_virtqueue_pairs (no MTU). */
 #define CFG_MAC 0
 #define CFG_STATUS 6
-#define CFG_SIZE 8
+#define CFG_MAX_PAIRS 8
+#define CFG_SIZE 10
 
-#define RXQ 0
-#define TXQ 1
 #define NET_QUEUE_SIZE 256
+
+/* The control queue (5.1.6.5). */
+#define CTRL_OK 0
+#define CTRL_ERR 1
+#define CTRL_MQ 4
+#define CTRL_MQ_VQ_PAIRS_SET 0
 
 #define ETH_HLEN 14
 /* A frame without segmentation: 1500 bytes of payload and a VLAN tag. */
@@ -76,22 +83,35 @@
 /* Chains one merged frame may take: 1-byte buffers are not worth more. */
 #define MAX_MERGE 64
 
+struct net;
+
+/* A receive and transmit queue pair and its backend descriptor. */
+struct net_pair {
+	struct net *n;
+	unsigned int index;	/* queues 2 * index and 2 * index + 1 */
+	int fd;
+	bool paused;		/* not reading the backend: no rx buffers */
+	bool pending;		/* bounce holds a frame not yet placed */
+	size_t pending_len;	/* its bytes after the header */
+	uint8_t hdr[NET_HDR_LEN];
+	uint8_t *bounce;	/* BOUNCE bytes */
+};
+
 struct net {
 	struct virtio_dev *d;
 	struct net_opts o;
 	struct net_backend be;
+	unsigned int npairs;	/* the backend's queues */
+	unsigned int active;	/* pairs the driver uses (VQ_PAIRS_SET) */
+	struct net_pair pair[NET_MAX_QUEUES];
+	struct net_pair *tx_pair;	/* the pair send_frame() serves */
 	bool failed;		/* backend gone: link down */
-	bool paused;		/* not reading the backend: no rx buffers */
-	bool pending;		/* bounce holds a frame not yet placed */
-	size_t pending_len;	/* its bytes after the header */
 	bool offloads_valid;	/* the tap has what the driver took */
 	struct dev_counters rx, tx;	/* errors: frames dropped */
 	char rx_name[40], tx_name[40];
 	struct iovec iov[VIRTQ_MAX_SEGS];
 	struct iovec out[VIRTQ_MAX_SEGS];
 	struct iovec hdr_iov[NET_HDR_LEN];
-	uint8_t hdr[NET_HDR_LEN];
-	uint8_t bounce[BOUNCE];
 };
 
 static const struct device_ops net_ops;
@@ -178,6 +198,9 @@ int net_parse(const char *arg, unsigned int instance, struct net_opts *o)
 			tapif = true;
 		} else if (KEY("guest_mac") && !parse_mac(v, vlen, o->mac)) {
 			;
+		} else if (KEY("queues") && vlen == 1 && *v >= '1' &&
+			   *v <= '0' + NET_MAX_QUEUES) {
+			o->queues = (unsigned int)(*v - '0');
 		} else if (KEY("hostfwd") && o->nhostfwd < NET_MAX_HOSTFWD &&
 			   vlen < sizeof(o->hostfwd[0])) {
 			char *h = o->hostfwd[o->nhostfwd++];
@@ -199,6 +222,10 @@ int net_parse(const char *arg, unsigned int instance, struct net_opts *o)
 		pr_err("network '%s': tapif needs mode=tap", arg);
 		return -1;
 	}
+	if (o->queues > 1 && o->mode != NET_TAP) {
+		pr_err("network '%s': queues needs mode=tap", arg);
+		return -1;
+	}
 	if (o->nhostfwd && o->mode != NET_USER) {
 		pr_err("network '%s': hostfwd needs mode=user", arg);
 		return -1;
@@ -206,17 +233,23 @@ int net_parse(const char *arg, unsigned int instance, struct net_opts *o)
 	return 0;
 bad:
 	pr_err("network '%s': bad option near '%s' (mode=user|tap|none, "
-	       "tapif=NAME, guest_mac=XX:XX:XX:XX:XX:XX, "
+	       "tapif=NAME, queues=1-8, guest_mac=XX:XX:XX:XX:XX:XX, "
 	       "hostfwd=tcp:HOSTPORT-:GUESTPORT)", arg, s);
 	return -1;
 }
 
 /* ---- the backend -------------------------------------------------------- */
 
-static bool running(struct virtio_dev *d)
+static bool running(struct virtio_dev *d, struct virtq *rxq)
 {
 	return (d->legacy || (virtio_read_status(d) & VIRTIO_STATUS_DRIVER_OK)) &&
-	       virtq_ready(&d->vq[RXQ]);
+	       virtq_ready(rxq);
+}
+
+/* Where the control queue is: after the pairs with MQ, else queue 2. */
+static unsigned int ctrl_index(struct net *n)
+{
+	return virtio_has_feature(n->d, NET_F_MQ) ? 2 * n->npairs : 2;
 }
 
 static void backend_failed(struct net *n, int err)
@@ -226,17 +259,31 @@ static void backend_failed(struct net *n, int err)
 	n->failed = true;
 	pr_err("%s: %s: %s; link down", n->d->name, n->be.desc,
 	       err ? strerror(err) : "closed");
-	virtio_dev_watch_set(n->d, n->be.fd, false);
+	for (unsigned int i = 0; i < n->npairs; i++)
+		virtio_dev_watch_set(n->d, n->pair[i].fd, false);
 	put_le16(n->d->config + CFG_STATUS, 0);
 	virtio_config_changed(n->d);
 }
 
-static void set_paused(struct net *n, bool paused)
+static void set_paused(struct net_pair *p, bool paused)
 {
-	if (n->paused == paused || n->failed)
+	if (p->paused == paused || p->n->failed)
 		return;
-	n->paused = paused;
-	virtio_dev_watch_set(n->d, n->be.fd, !paused);
+	p->paused = paused;
+	virtio_dev_watch_set(p->n->d, p->fd, !paused);
+}
+
+/*
+ * The driver uses k pairs: the tap steers flows only to the queues of
+ * those (TUNSETQUEUE detaches the others), and the others are not read.
+ */
+static int set_active(struct net *n, unsigned int k)
+{
+	for (unsigned int i = 0; i < n->npairs && !n->failed; i++)
+		if (net_tap_attach(&n->be, i, i < k) < 0)
+			return -1;
+	n->active = k;
+	return 0;
 }
 
 /* The tap delivers only the offloaded frames the driver accepts. */
@@ -269,20 +316,21 @@ static unsigned int hdr_len(struct virtio_dev *d)
 /* ---- receive ------------------------------------------------------------ */
 
 /*
- * Reads one frame: its header into n->hdr, its bytes after the first
+ * Reads one frame: its header into p->hdr, its bytes after the first
  * NET_HDR_LEN of the bounce buffer. 1, 0 (none), -1 (failed).
  */
-static int read_frame(struct net *n)
+static int read_frame(struct net_pair *p)
 {
+	struct net *n = p->n;
 	struct iovec iov[2] = {
-		{ n->hdr, NET_HDR_LEN },
-		{ n->bounce + NET_HDR_LEN, sizeof(n->bounce) - NET_HDR_LEN },
+		{ p->hdr, NET_HDR_LEN },
+		{ p->bounce + NET_HDR_LEN, BOUNCE - NET_HDR_LEN },
 	};
 	unsigned int skip = n->be.vnet_hdr ? 0 : 1;
 	ssize_t r;
 
 	do
-		r = readv(n->be.fd, iov + skip, 2 - (int)skip);
+		r = readv(p->fd, iov + skip, 2 - (int)skip);
 	while (r < 0 && errno == EINTR);
 	if (r < 0 && errno == EAGAIN)
 		return 0;
@@ -291,15 +339,15 @@ static int read_frame(struct net *n)
 		return -1;
 	}
 	if (!n->be.vnet_hdr) {
-		memset(n->hdr, 0, NET_HDR_LEN);
+		memset(p->hdr, 0, NET_HDR_LEN);
 	} else if ((size_t)r < NET_HDR_LEN) {
 		dev_count(&n->rx, 0, true);
 		return 1;	/* no frame: dropped */
 	} else {
 		r -= NET_HDR_LEN;
 	}
-	n->pending_len = (size_t)r;
-	n->pending = true;
+	p->pending_len = (size_t)r;
+	p->pending = true;
 	return 1;
 }
 
@@ -307,23 +355,24 @@ static int read_frame(struct net *n)
  * Places the pending frame: 1 placed, 0 not enough buffers (nothing
  * taken), -1 dropped (too large for the chain, or the queue broke).
  */
-static int place_frame(struct net *n, struct virtq *vq)
+static int place_frame(struct net_pair *p, struct virtq *vq)
 {
+	struct net *n = p->n;
 	struct virtio_dev *d = n->d;
 	bool merge = virtio_has_feature(d, NET_F_MRG_RXBUF);
 	unsigned int hl = hdr_len(d), nhdr = 0, used = 0;
 	uint16_t heads[MAX_MERGE];
 	uint32_t lens[MAX_MERGE];
-	size_t total = hl + n->pending_len, done = 0;
+	size_t total = hl + p->pending_len, done = 0;
 	/* The header just before the frame; the 10-byte one is the 12-byte
 	 * one without num_buffers. */
-	uint8_t *hdr = n->bounce + NET_HDR_LEN - hl;
+	uint8_t *hdr = p->bounce + NET_HDR_LEN - hl;
 	int r;
 
 	if (!virtio_has_feature(d, NET_F_GUEST_CSUM))
-		n->hdr[0] = 0;	/* flags the driver cannot read */
-	put_le16(n->hdr + 10, 0);
-	memcpy(hdr, n->hdr, hl);
+		p->hdr[0] = 0;	/* flags the driver cannot read */
+	put_le16(p->hdr + 10, 0);
+	memcpy(hdr, p->hdr, hl);
 	while (done < total) {
 		struct virtq_chain c = { .iov = n->iov, .cap = VIRTQ_MAX_SEGS };
 		size_t put;
@@ -357,7 +406,7 @@ static int place_frame(struct net *n, struct virtq *vq)
 	}
 	for (unsigned int i = 0; i < used; i++)
 		virtq_push(vq, heads[i], lens[i]);
-	dev_count(&n->rx, n->pending_len, false);
+	dev_count(&n->rx, p->pending_len, false);
 	return 1;
 drop:
 	/* The chains stay the driver's. */
@@ -367,16 +416,17 @@ drop:
 	return -1;
 }
 
-static void receive(struct net *n)
+static void receive(struct net_pair *p)
 {
+	struct net *n = p->n;
 	struct virtio_dev *d = n->d;
-	struct virtq *vq = &d->vq[RXQ];
+	struct virtq *vq = &d->vq[2 * p->index];
 	bool pushed = false;
 
 	if (n->failed)
 		return;
-	if (!running(d)) {
-		set_paused(n, true);
+	if (!running(d, vq) || p->index >= n->active) {
+		set_paused(p, true);
 		return;
 	}
 	sync_offloads(n);
@@ -385,22 +435,22 @@ static void receive(struct net *n)
 	for (;;) {
 		int r;
 
-		if (!n->pending) {
-			r = read_frame(n);
+		if (!p->pending) {
+			r = read_frame(p);
 			if (r <= 0)
 				break;
-			if (!n->pending)
+			if (!p->pending)
 				continue;
 		}
-		r = place_frame(n, vq);
+		r = place_frame(p, vq);
 		if (!r) {
 			/* Out of buffers: wait for a kick, unless some came. */
 			if (virtq_kicks_on(vq))
 				continue;
-			set_paused(n, true);
+			set_paused(p, true);
 			break;
 		}
-		n->pending = false;
+		p->pending = false;
 		if (r > 0)
 			pushed = true;
 		if (vq->error)
@@ -412,9 +462,9 @@ static void receive(struct net *n)
 
 static void on_backend(struct virtio_dev *d, int fd, void *opaque)
 {
+	(void)d;
 	(void)fd;
-	(void)opaque;
-	receive(d->priv);
+	receive(opaque);
 }
 
 /* ---- transmit ----------------------------------------------------------- */
@@ -462,7 +512,7 @@ static uint32_t send_frame(struct virtio_dev *d, struct virtq_chain *c)
 	cnt = iov_slice(c->iov, c->nout, hl, flen, n->out + k,
 			VIRTQ_MAX_SEGS - k);
 	do
-		r = writev(n->be.fd, n->out, (int)(k + cnt));
+		r = writev(n->tx_pair->fd, n->out, (int)(k + cnt));
 	while (r < 0 && errno == EINTR);
 	if (r >= 0) {
 		dev_count(&n->tx, flen, false);
@@ -478,12 +528,43 @@ drop:
 	return 0;
 }
 
-static void transmit(struct net *n, struct virtq *vq)
+static void transmit(struct net_pair *p, struct virtq *vq)
 {
+	struct net *n = p->n;
 	struct virtq_chain c = { .iov = n->iov, .cap = VIRTQ_MAX_SEGS };
 
 	sync_offloads(n);
+	/* A pair the driver does not use sends through the first. */
+	n->tx_pair = p->index < n->active ? p : &n->pair[0];
 	virtio_serve(n->d, vq, &c, send_frame);
+}
+
+/* One control command; returns the ack byte's length (1) or 0. */
+static uint32_t control(struct virtio_dev *d, struct virtq_chain *c)
+{
+	struct net *n = d->priv;
+	uint8_t cmd[4] = { 0 }, ack = CTRL_ERR;
+
+	if (c->out_len < 2 || c->in_len < 1) {
+		virtio_dev_error(d, &d->vq[ctrl_index(n)], VIRTQ_E_FRAMING);
+		return 0;
+	}
+	iov_to_buf(c->iov, c->nout, 0, cmd, sizeof(cmd));
+	if (cmd[0] == CTRL_MQ && cmd[1] == CTRL_MQ_VQ_PAIRS_SET &&
+	    c->out_len == 4 && virtio_has_feature(d, NET_F_MQ)) {
+		uint16_t k = get_le16(cmd + 2);
+
+		if (k >= 1 && k <= n->npairs && !set_active(n, k)) {
+			ack = CTRL_OK;
+			/* Pairs newly in use may have frames and buffers. */
+			for (unsigned int i = 0; i < k; i++) {
+				set_paused(&n->pair[i], false);
+				receive(&n->pair[i]);
+			}
+		}
+	}
+	iov_from_buf(c->iov + c->nout, c->nin, c->in_len - 1, &ack, 1);
+	return 1;
 }
 
 /* ---- the device --------------------------------------------------------- */
@@ -491,13 +572,23 @@ static void transmit(struct net *n, struct virtq *vq)
 static void net_notify(struct virtio_dev *d, struct virtq *vq)
 {
 	struct net *n = d->priv;
+	struct net_pair *p;
 
-	if (vq->index == TXQ) {
-		transmit(n, vq);
+	if (virtio_has_feature(d, NET_F_CTRL_VQ) && vq->index == ctrl_index(n)) {
+		struct virtq_chain c = { .iov = n->iov, .cap = VIRTQ_MAX_SEGS };
+
+		virtio_serve(d, vq, &c, control);
+		return;
+	}
+	if (vq->index >= 2 * n->npairs)
+		return;		/* the control queue, not negotiated */
+	p = &n->pair[vq->index / 2];
+	if (vq->index & 1) {
+		transmit(p, vq);
 	} else {
 		/* New receive buffers: the waiting frame, then the backend. */
-		set_paused(n, false);
-		receive(n);
+		set_paused(p, false);
+		receive(p);
 	}
 }
 
@@ -511,6 +602,8 @@ static bool net_features_ok(struct virtio_dev *d, uint64_t f)
 		return false;
 	if ((HAS(NET_F_HOST_TSO4) || HAS(NET_F_HOST_TSO6)) && !HAS(NET_F_CSUM))
 		return false;
+	if (HAS(NET_F_MQ) && !HAS(NET_F_CTRL_VQ))
+		return false;
 #undef HAS
 	return true;
 }
@@ -519,16 +612,19 @@ static void net_reset(struct virtio_dev *d)
 {
 	struct net *n = d->priv;
 
-	n->pending = false;
 	n->offloads_valid = false;
-	/* Until the driver gives buffers again. */
-	set_paused(n, true);
+	/* One pair until the driver asks for more (5.1.6.5.5). */
+	set_active(n, 1);
+	for (unsigned int i = 0; i < n->npairs; i++) {
+		n->pair[i].pending = false;
+		/* Until the driver gives buffers again. */
+		set_paused(&n->pair[i], true);
+	}
 }
 
 static const struct virtio_dev_ops net_dev_ops = {
 	.device_id = VIRTIO_ID_NET,
 	.pci_class = 0x020000,		/* network, Ethernet */
-	.nqueues = 2,
 	.queue_size = NET_QUEUE_SIZE,
 	.config_size = CFG_SIZE,
 	.features_ok = net_features_ok,
@@ -552,6 +648,8 @@ static void net_free(struct net *n)
 		free((void *)ops);
 	}
 	net_backend_close(&n->be);
+	for (unsigned int k = 0; k < NET_MAX_QUEUES; k++)
+		free(n->pair[k].bounce);
 	free(n);
 }
 
@@ -571,14 +669,30 @@ static int add_net(struct machine *m, const struct net_opts *o,
 	n->o = *o;
 	if (n->o.tapif)
 		n->o.tapif = n->o.tapname;
-	n->be.fd = -1;
 	/* A backend that cannot open leaves the device with its link down. */
 	err = o->mode == NET_TAP ? net_tap_open(&n->o, &n->be) :
 				   net_user_open(&n->o, &n->be);
 	n->failed = err != 0;
+	n->npairs = n->failed ? 1 : n->be.nfds;
+	n->active = 1;
+	for (unsigned int k = 0; k < n->npairs; k++) {
+		n->pair[k] = (struct net_pair){ .n = n, .index = k,
+			.fd = n->failed ? -1 : n->be.fds[k] };
+		n->pair[k].bounce = malloc(BOUNCE);
+		if (!n->pair[k].bounce) {
+			net_free(n);
+			free(ops);
+			return -ENOMEM;
+		}
+	}
 	*ops = net_dev_ops;
+	ops->nqueues = 2 * n->npairs;
 	ops->features = VIRTIO_BIT(NET_F_MAC) | VIRTIO_BIT(NET_F_STATUS) |
 			VIRTIO_BIT(NET_F_MRG_RXBUF);
+	if (n->npairs > 1) {
+		ops->nqueues++;
+		ops->features |= VIRTIO_BIT(NET_F_MQ) | VIRTIO_BIT(NET_F_CTRL_VQ);
+	}
 	if (n->be.vnet_hdr)
 		ops->features |= VIRTIO_BIT(NET_F_CSUM) |
 				 VIRTIO_BIT(NET_F_GUEST_CSUM) |
@@ -590,12 +704,12 @@ static int add_net(struct machine *m, const struct net_opts *o,
 	err = virtio_dev_add(m, ops, name, n, &n->d);
 	if (err) {
 		free(ops);
-		net_backend_close(&n->be);
-		free(n);
+		net_free(n);
 		return err;
 	}
 	memcpy(n->d->config + CFG_MAC, n->o.mac, 6);
 	put_le16(n->d->config + CFG_STATUS, n->failed ? 0 : NET_S_LINK_UP);
+	put_le16(n->d->config + CFG_MAX_PAIRS, (uint16_t)n->npairs);
 	snprintf(n->rx_name, sizeof(n->rx_name), "%s-rx", name);
 	snprintf(n->tx_name, sizeof(n->tx_name), "%s-tx", name);
 	if (machine_add_counters(m, n->rx_name, &n->rx) ||
@@ -603,8 +717,9 @@ static int add_net(struct machine *m, const struct net_opts *o,
 		net_free(n);
 		return -ENOMEM;
 	}
-	if (!n->failed) {
-		err = virtio_dev_watch(n->d, n->be.fd, on_backend, NULL);
+	for (unsigned int k = 0; k < n->npairs && !n->failed; k++) {
+		err = virtio_dev_watch(n->d, n->pair[k].fd, on_backend,
+				       &n->pair[k]);
 		if (err) {
 			pr_err("%s: cannot watch the backend: %s", name,
 			       strerror(-err));
@@ -612,6 +727,7 @@ static int add_net(struct machine *m, const struct net_opts *o,
 			return err;
 		}
 	}
+	set_active(n, 1);
 	*out = n;
 	return 0;
 }

@@ -15,6 +15,8 @@
 #include <sys/types.h>
 
 #define NET_MAX_HOSTFWD 8
+/* Queue pairs a tap may have (IFF_MULTI_QUEUE): -n ...,queues=N. */
+#define NET_MAX_QUEUES 8
 
 enum net_mode { NET_USER, NET_TAP };
 
@@ -22,6 +24,7 @@ enum net_mode { NET_USER, NET_TAP };
 struct net_opts {
 	enum net_mode mode;
 	const char *tapif;		/* NULL: lkvm creates one */
+	unsigned int queues;		/* tap: queue pairs (0: 1) */
 	uint8_t mac[6];
 	unsigned int nhostfwd;
 	char hostfwd[NET_MAX_HOSTFWD][48];	/* "tcp:HOSTPORT-:GUESTPORT" */
@@ -48,7 +51,9 @@ struct net_opts {
 #define NET_OFF_TSO6 0x04
 
 struct net_backend {
-	int fd;			/* non-blocking; one frame per read/write */
+	/* Non-blocking; one frame per read/write; one per queue pair. */
+	int fds[NET_MAX_QUEUES];
+	unsigned int nfds;
 	bool vnet_hdr;		/* frames carry NET_HDR_LEN bytes first */
 	bool created;		/* tap: lkvm created the interface */
 	char desc[48];		/* "tap lkvmtap0", "user" for messages */
@@ -70,6 +75,8 @@ int net_tap_open(const struct net_opts *o, struct net_backend *be);
 int net_user_open(const struct net_opts *o, struct net_backend *be);
 /* Asks the tap for offloaded frames (NET_OFF_*); 0 or -errno. */
 int net_tap_offload(struct net_backend *be, unsigned int flags);
+/* Lets the tap steer flows to queue i (on) or not; 0 or -errno. */
+int net_tap_attach(struct net_backend *be, unsigned int i, bool on);
 void net_backend_close(struct net_backend *be);
 
 #endif
