@@ -4,12 +4,13 @@ NETCLIENT="$BATS_TEST_DIRNAME/net-client.py"
 GUEST_IP=10.77.0.2
 HOST_IP=10.77.0.1
 
-# netns_with_tap NAME TAP: a namespace holding TAP (up, $HOST_IP/24).
+# netns_with_tap NAME TAP [multi_queue]: a namespace holding TAP (up,
+# $HOST_IP/24).
 netns_with_tap() {
 	ip netns add "$1" || return 1
 	NETNS="$1"
 	ip -n "$1" link set lo up &&
-	ip -n "$1" tuntap add dev "$2" mode tap &&
+	ip -n "$1" tuntap add dev "$2" mode tap ${3:-} &&
 	ip -n "$1" addr add "$HOST_IP/24" dev "$2" &&
 	ip -n "$1" link set "$2" up
 }
@@ -20,9 +21,14 @@ netns_cleanup() {
 	return 0
 }
 
-# A UDP echo server on the host's loopback: ECHOPID, ECHOPORT.
-start_echo_server() {
-	"$NETCLIENT" echo-server >"$TMP/echo.port" &
+# A UDP echo server on the host's loopback, or in namespace NS on
+# $HOST_IP: ECHOPID, ECHOPORT.
+start_echo_server() { # [ns]
+	if [ -n "${1:-}" ]; then
+		ip netns exec "$1" "$NETCLIENT" echo-server "$HOST_IP" >"$TMP/echo.port" &
+	else
+		"$NETCLIENT" echo-server >"$TMP/echo.port" &
+	fi
 	ECHOPID=$!
 	wait_for "$TMP/echo.port" '^[0-9]+$' 10
 	ECHOPORT=$(cat "$TMP/echo.port")
@@ -55,4 +61,14 @@ net_teardown() {
 
 no_failures() {
 	! grep -q '^not ok' <<<"$output" || { echo "$output"; return 1; }
+}
+
+# guest_passes COMMAND...: runs a guest (stdin empty); it must exit 0 with
+# no failed check. Its console in $output, its messages on stderr.
+guest_passes() {
+	run --separate-stderr "$@" </dev/null
+	echo "$output"
+	echo "$stderr" >&2
+	[ "$status" -eq 0 ] || return 1
+	no_failures
 }

@@ -64,13 +64,9 @@ need_netns() {
 	need_slirp
 	start_echo_server
 	for t in pci mmio pci-legacy; do
-		run --separate-stderr lkvm_run --virtio-transport $t \
+		guest_passes lkvm_run --virtio-transport $t \
 			-n guest_mac=02:00:00:00:00:42 \
-			-p "tests=virtio-net,virtio-net-dhcp,virtio-net-udp net_peer=10.0.2.2:$ECHOPORT" </dev/null
-		echo "$t: $output"
-		echo "$stderr" >&2
-		[ "$status" -eq 0 ]
-		no_failures
+			-p "tests=virtio-net,virtio-net-dhcp,virtio-net-udp net_peer=10.0.2.2:$ECHOPORT"
 		grep -q 'mac 02:00:00:00:00:42, link up' <<<"$output"
 		grep -q 'DHCP lease 10\.0\.2\.15 from 10\.0\.2\.2' <<<"$output"
 		grep -q "UDP echo from 10\.0\.2\.2:$ECHOPORT" <<<"$output"
@@ -195,4 +191,28 @@ need_netns() {
 	grep -q 'net0: mac .*, link down' <<<"$output"
 	[ "$(wc -l <<<"$stderr")" -eq 1 ]
 	grep -q '^lkvm: network: user mode needs lkvm-slirp next to lkvm' <<<"$stderr"
+}
+
+@test "lkvm -n mode=tap,queues=2: two queue pairs on a multi-queue tap, chosen through the control queue" {
+	need_netns
+	netns_with_tap "lkvm-net-$$" lt0 multi_queue
+	start_echo_server "$NETNS"
+	for t in pci mmio pci-legacy; do
+		guest_passes ip netns exec "$NETNS" timeout 60 "$LKVM" run \
+			-k "$KERNEL" --virtio-transport $t -n mode=tap,tapif=lt0,queues=2 \
+			-p "tests=virtio-net-mq,virtio-net-udp net_ip=$GUEST_IP net_peer=$HOST_IP:$ECHOPORT"
+		grep -q '2 pairs offered, 2 in use; echo through the second pair' <<<"$output"
+	done
+}
+
+@test "lkvm -n mode=tap,queues=2 on a single-queue tap: one line, link down, lkvm runs on" {
+	need_netns
+	netns_with_tap "lkvm-net-$$" lt0
+	run --separate-stderr ip netns exec "$NETNS" timeout 60 "$LKVM" run \
+		-k "$KERNEL" -n mode=tap,tapif=lt0,queues=2 -p "tests=virtio-net net_link=down" </dev/null
+	echo "$output"
+	echo "$stderr"
+	[ "$status" -eq 0 ]
+	[ "$(wc -l <<<"$stderr")" -eq 1 ]
+	grep -q "^lkvm: network: tap lt0: .*multi_queue" <<<"$stderr"
 }

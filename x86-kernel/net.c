@@ -12,11 +12,11 @@
 #define NET_F_MAC (1ull << 5)
 #define NET_F_MRG_RXBUF (1ull << 15)
 #define NET_F_STATUS (1ull << 16)
+#define NET_F_CTRL_VQ (1ull << 17)
+#define NET_F_MQ (1ull << 22)
 #define HDR 12
 #define NRX 16
 #define BUFSZ 2048
-#define RXQ 0
-#define TXQ 1
 #define ECHO_PORT 7
 #define ETH_ARP 0x0806
 #define ETH_IP 0x0800
@@ -28,10 +28,11 @@ struct nic {
 	uint32_t ip, mask, router, dns, server;
 	uint64_t rx, tx;	/* buffer memory */
 	uint32_t bufsz;		/* of each receive buffer */
-	uint64_t rxaddr[VQ_SIZE_MAX];
+	uint64_t rxaddr[2][VQ_SIZE_MAX];	/* by receive queue and head */
+	int pairs, txq;		/* queue pairs polled, the transmit queue */
 	uint32_t arp_ip[4];
 	uint8_t arp_mac[4][6];
-	unsigned narp, nin, nout;
+	unsigned narp, nin, nout, nin_q[2];
 	uint32_t maxlen;	/* the longest used length seen */
 	unsigned arps, pings, udps, tcps;
 	bool quit;
@@ -135,14 +136,24 @@ static bool parse_ip(const char *s, uint32_t *ip, uint16_t *port)
 
 /* ---- frames ---------------------------------------------------------- */
 
-static bool rx_give(uint64_t addr)
+static bool rx_give(int pair, uint64_t addr)
 {
 	struct vbuf b = { addr, nic.bufsz, true };
-	int h = vq_add(&nic.d->vq[RXQ], &b, 1);
+	int h = vq_add(&nic.d->vq[2 * pair], &b, 1);
 	if (h < 0)
 		return false;
-	nic.rxaddr[h] = addr;
+	nic.rxaddr[pair][h] = addr;
 	return true;
+}
+
+/* nrx buffers for each pair's receive queue. */
+static void rx_fill(int nrx)
+{
+	for (int p = 0; p < nic.pairs; p++) {
+		for (int i = 0; i < nrx; i++)
+			rx_give(p, nic.rx + (uint64_t)(p * NRX + i) * BUFSZ);
+		vq_kick(nic.d, &nic.d->vq[2 * p]);
+	}
 }
 
 static bool tx(const uint8_t *dst, uint16_t type, uint32_t len)
@@ -156,10 +167,11 @@ static bool tx(const uint8_t *dst, uint16_t type, uint32_t len)
 	put16(b + HDR + 12, type);
 	memcpy(b + HDR + 14, pkt, len);
 	struct vbuf v = { nic.tx, HDR + 14 + len, false };
-	if (vq_add(&d->vq[TXQ], &v, 1) < 0)
+	struct vq *q = &d->vq[nic.txq];
+	if (vq_add(q, &v, 1) < 0)
 		return false;
-	vq_kick(d, &d->vq[TXQ]);
-	if (vq_wait(d, &d->vq[TXQ], &id, &l, PIT_HZ) != 1)
+	vq_kick(d, q);
+	if (vq_wait(d, q, &id, &l, PIT_HZ) != 1)
 		return false;
 	nic.nout++;
 	return true;
@@ -410,21 +422,26 @@ static void frame_in(const uint8_t *f, uint32_t len)
 static bool net_poll(void)
 {
 	struct vdev *d = nic.d;
-	struct vq *q = &d->vq[RXQ];
 	uint32_t id, len;
 	bool any = false;
-	while (vq_get(d, q, &id, &len) == 1) {
-		uint64_t a = nic.rxaddr[id];
-		if (len > HDR && len <= nic.bufsz)
-			frame_in((const uint8_t *)(uintptr_t)a + HDR, len - HDR);
-		nic.nin++;
-		if (len > nic.maxlen)
-			nic.maxlen = len;
-		rx_give(a);
-		any = true;
+	for (int p = 0; p < nic.pairs; p++) {
+		struct vq *q = &d->vq[2 * p];
+		bool got = false;
+		while (vq_get(d, q, &id, &len) == 1) {
+			uint64_t a = nic.rxaddr[p][id];
+			if (len > HDR && len <= nic.bufsz)
+				frame_in((const uint8_t *)(uintptr_t)a + HDR, len - HDR);
+			nic.nin++;
+			nic.nin_q[p]++;
+			if (len > nic.maxlen)
+				nic.maxlen = len;
+			rx_give(p, a);
+			got = true;
+		}
+		if (got)
+			vq_kick(d, q);
+		any |= got;
 	}
-	if (any)
-		vq_kick(d, q);
 	return any;
 }
 
@@ -521,9 +538,11 @@ static int dhcp_step(int type, int want, char *msg, size_t n)
 
 /* ---- the device ------------------------------------------------------ */
 
-/* (Re)starts the device with `want` features and nrx receive buffers of
- * bufsz bytes. */
-static int net_start(uint64_t want, int nrx, uint32_t bufsz, char *msg, size_t n)
+/* (Re)starts the device with `want` features, `pairs` queue pairs (and
+ * the control queue with more than one) and nrx receive buffers of bufsz
+ * bytes on each receive queue. */
+static int net_start(uint64_t want, int pairs, int nrx, uint32_t bufsz, char *msg,
+		     size_t n)
 {
 	struct vdev *d = vdev_find(VIRTIO_ID_NET, 0);
 	char err[96];
@@ -535,7 +554,9 @@ static int net_start(uint64_t want, int nrx, uint32_t bufsz, char *msg, size_t n
 		return FAIL;
 	nic.d = d;
 	nic.up = false;
-	if (!vd_start(d, want, 2, err, sizeof(err))) {
+	nic.pairs = pairs;
+	nic.txq = 1;
+	if (!vd_start(d, want, pairs > 1 ? 2 * pairs + 1 : 2, err, sizeof(err))) {
 		ksnprintf(msg, n, "%s", err);
 		return FAIL;
 	}
@@ -550,10 +571,10 @@ static int net_start(uint64_t want, int nrx, uint32_t bufsz, char *msg, size_t n
 	}
 	for (int i = 0; i < 6; i++)
 		nic.mac[i] = (uint8_t)vd_cfg(d, (uint32_t)i, 1);
-	d->vq[RXQ].avail->flags = VRING_AVAIL_F_NO_INTERRUPT;
-	d->vq[TXQ].avail->flags = VRING_AVAIL_F_NO_INTERRUPT;
+	for (int q = 0; q < 2 * pairs; q++)
+		d->vq[q].avail->flags = VRING_AVAIL_F_NO_INTERRUPT;
 	if (!nic.rx)
-		nic.rx = palloc(NRX * BUFSZ, 4096);
+		nic.rx = palloc(2 * NRX * BUFSZ, 4096);
 	if (!nic.tx)
 		nic.tx = palloc(2 * BUFSZ, 4096);
 	if (!nic.rx || !nic.tx) {
@@ -561,9 +582,7 @@ static int net_start(uint64_t want, int nrx, uint32_t bufsz, char *msg, size_t n
 		return FAIL;
 	}
 	nic.bufsz = bufsz;
-	for (int i = 0; i < nrx; i++)
-		rx_give(nic.rx + (uint64_t)i * BUFSZ);
-	vq_kick(d, &d->vq[RXQ]);
+	rx_fill(nrx);
 	nic.up = true;
 	return PASS;
 }
@@ -572,7 +591,7 @@ static int net_up(char *msg, size_t n)
 {
 	if (nic.up)
 		return PASS;
-	int r = net_start(NET_F_MAC | NET_F_STATUS | NET_F_MRG_RXBUF, NRX, BUFSZ,
+	int r = net_start(NET_F_MAC | NET_F_STATUS | NET_F_MRG_RXBUF, 1, NRX, BUFSZ,
 			  msg, n);
 	if (r != PASS)
 		return r;
@@ -795,7 +814,7 @@ int check_virtio_net_hostile(char *msg, size_t n)
 
 	/* 1: no receive buffers. Transmit goes on; the echoes wait. */
 	uint64_t base = NET_F_MAC | NET_F_STATUS | NET_F_MRG_RXBUF;
-	if ((r = net_start(base, 0, BUFSZ, msg, n)) != PASS)
+	if ((r = net_start(base, 1, 0, BUFSZ, msg, n)) != PASS)
 		return r;
 	nic.want_port = 40007;
 	nic.got_len = -1;
@@ -805,9 +824,7 @@ int check_virtio_net_hostile(char *msg, size_t n)
 				  "had no buffers", d->name);
 			return FAIL;
 		}
-	for (int i = 0; i < NRX; i++)
-		rx_give(nic.rx + (uint64_t)i * BUFSZ);
-	vq_kick(d, &d->vq[RXQ]);
+	rx_fill(NRX);
 	udp_wait(2 * PIT_HZ);
 	if (nic.got_len < 0) {
 		ksnprintf(msg, n, "%s: no echo arrived after receive buffers came "
@@ -817,7 +834,7 @@ int check_virtio_net_hostile(char *msg, size_t n)
 
 	/* 2: receive buffers of 128 bytes and no merging: the 1000-byte
 	 * echo cannot fit and must not arrive cut; the short one must. */
-	if ((r = net_start(NET_F_MAC | NET_F_STATUS, NRX, 128, msg, n)) != PASS)
+	if ((r = net_start(NET_F_MAC | NET_F_STATUS, 1, NRX, 128, msg, n)) != PASS)
 		return r;
 	static uint8_t big[1000];
 	memset(big, 'x', sizeof(big));
@@ -835,7 +852,7 @@ int check_virtio_net_hostile(char *msg, size_t n)
 	}
 
 	/* 3: a 3000-byte frame with no segmentation asked for. */
-	if ((r = net_start(base, NRX, BUFSZ, msg, n)) != PASS)
+	if ((r = net_start(base, 1, NRX, BUFSZ, msg, n)) != PASS)
 		return r;
 	uint8_t *f = (uint8_t *)(uintptr_t)nic.tx;
 	memset(f, 0, HDR + 3000);
@@ -844,9 +861,9 @@ int check_virtio_net_hostile(char *msg, size_t n)
 	put16(f + HDR + 12, ETH_IP);
 	struct vbuf v = { nic.tx, HDR + 3000, false };
 	uint32_t id, len;
-	vq_add(&d->vq[TXQ], &v, 1);
-	vq_kick(d, &d->vq[TXQ]);
-	if (vq_wait(d, &d->vq[TXQ], &id, &len, PIT_HZ) != 1 ||
+	vq_add(&d->vq[nic.txq], &v, 1);
+	vq_kick(d, &d->vq[nic.txq]);
+	if (vq_wait(d, &d->vq[nic.txq], &id, &len, PIT_HZ) != 1 ||
 	    (vd_status(d) & VIRTIO_S_NEEDS_RESET)) {
 		ksnprintf(msg, n, "%s: an oversize frame was not returned (status "
 			  "0x%x)", d->name, vd_status(d));
@@ -857,8 +874,8 @@ int check_virtio_net_hostile(char *msg, size_t n)
 
 	/* 4: a transmit buffer outside RAM. */
 	struct vbuf bad = { 1ull << 40, 64, false };
-	vq_add(&d->vq[TXQ], &bad, 1);
-	vq_kick(d, &d->vq[TXQ]);
+	vq_add(&d->vq[nic.txq], &bad, 1);
+	vq_kick(d, &d->vq[nic.txq]);
 	bool needs_reset = false;
 	for (uint64_t t0 = ticks, c0 = rdtsc(); !needs_reset && !expired(t0, c0, PIT_HZ);)
 		needs_reset = vd_status(d) & VIRTIO_S_NEEDS_RESET;
@@ -867,7 +884,7 @@ int check_virtio_net_hostile(char *msg, size_t n)
 			  "DEVICE_NEEDS_RESET (status 0x%x)", d->name, vd_status(d));
 		return FAIL;
 	}
-	if ((r = net_start(base, NRX, BUFSZ, msg, n)) != PASS ||
+	if ((r = net_start(base, 1, NRX, BUFSZ, msg, n)) != PASS ||
 	    (r = udp_echo(ip, port, small, sizeof(small) - 1, msg, n)) != PASS)
 		return r;
 	kprintf("# %s: no rx buffers, a frame too long for them, a 3000-byte "
@@ -929,7 +946,7 @@ int check_virtio_net_flood(char *msg, size_t n)
 			put16(b + HDR + 12, ETH_IP);
 			memcpy(b + HDR + 14, pkt, len);
 		}
-		struct vq *q = &d->vq[TXQ];
+		struct vq *q = &d->vq[nic.txq];
 		uint64_t sent = 0, done = 0;
 		uint32_t id, l;
 		for (uint64_t c0 = rdtsc(); done < count && !expired(t0, c0, 60 * PIT_HZ);) {
@@ -953,4 +970,69 @@ int check_virtio_net_flood(char *msg, size_t n)
 	kprintf("# %s: flood %s: %lu frames in %lu ms\n", d->name,
 		v[0] == 'r' ? "rx" : "tx", count, dt * 1000 / PIT_HZ);
 	return PASS;
+}
+
+/* Multiqueue: two pairs and the control queue; VQ_PAIRS_SET refused for 0
+ * and for more pairs than the device has, accepted for 2; then an echo
+ * from net_peer= sent through the second pair (the answer may come on
+ * either receive queue). */
+int check_virtio_net_mq(char *msg, size_t n)
+{
+	int r = net_up(msg, n);
+	if (r != PASS)
+		return r;
+	struct vdev *d = nic.d;
+	uint64_t want = NET_F_MAC | NET_F_STATUS | NET_F_MRG_RXBUF | NET_F_MQ |
+			NET_F_CTRL_VQ;
+	if ((r = net_start(want, 2, NRX, BUFSZ, msg, n)) != PASS)
+		return r;
+	uint16_t max = (uint16_t)vd_cfg(d, 8, 2);
+	if ((d->features & (NET_F_MQ | NET_F_CTRL_VQ)) != (NET_F_MQ | NET_F_CTRL_VQ) ||
+	    max < 2) {
+		ksnprintf(msg, n, "%s: no multiqueue (features 0x%lx, %u pairs)",
+			  d->name, d->offered, max);
+		nic.up = false;
+		return FAIL;
+	}
+	static uint64_t page;
+	if (!page)
+		page = palloc(4096, 4096);
+	volatile uint8_t *cmd = (volatile uint8_t *)(uintptr_t)page;
+	struct vq *cq = &d->vq[4];
+	const uint16_t tries[3] = { 0, (uint16_t)(max + 1), 2 };
+	for (int i = 0; i < 3; i++) {
+		cmd[0] = 4; /* VIRTIO_NET_CTRL_MQ */
+		cmd[1] = 0; /* VQ_PAIRS_SET */
+		cmd[2] = (uint8_t)tries[i];
+		cmd[3] = (uint8_t)(tries[i] >> 8);
+		cmd[64] = 0xee;
+		struct vbuf b[2] = { { page, 4, false }, { page + 64, 1, true } };
+		uint32_t id, len;
+		vq_add(cq, b, 2);
+		vq_kick(d, cq);
+		if (vq_wait(d, cq, &id, &len, PIT_HZ) != 1) {
+			ksnprintf(msg, n, "%s: VQ_PAIRS_SET %u not answered: %s", d->name,
+				  tries[i], d->error[0] ? d->error : "timeout");
+			nic.up = false;
+			return FAIL;
+		}
+		uint8_t want_ack = i < 2 ? 1 : 0;
+		if (cmd[64] != want_ack) {
+			ksnprintf(msg, n, "%s: VQ_PAIRS_SET %u answered %u, not %s", d->name,
+				  tries[i], cmd[64], want_ack ? "ERR" : "OK");
+			nic.up = false;
+			return FAIL;
+		}
+	}
+	nic.txq = 3;
+	nic.nin_q[0] = nic.nin_q[1] = 0;
+	char peer[32];
+	uint32_t ip;
+	uint16_t port;
+	r = echo_peer("lkvm-net-mq", peer, sizeof(peer), &ip, &port, msg, n);
+	kprintf("# %s: %u pairs offered, 2 in use; echo through the second pair; "
+		"frames in per receive queue %u, %u\n", d->name, max, nic.nin_q[0],
+		nic.nin_q[1]);
+	nic.up = false; /* the next check starts again with one pair */
+	return r;
 }
