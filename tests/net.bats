@@ -216,3 +216,19 @@ need_netns() {
 	[ "$(wc -l <<<"$stderr")" -eq 1 ]
 	grep -q "^lkvm: network: tap lt0: .*multi_queue" <<<"$stderr"
 }
+
+@test "lkvm -n mode=tap: checksum offload: the header reaches the tap, which completes the checksum" {
+	need_netns
+	netns_with_tap "lkvm-net-$$" lt0
+	start_echo_server "$NETNS"
+	for t in pci mmio-legacy; do
+		guest_passes ip netns exec "$NETNS" timeout 60 "$LKVM" run \
+			-k "$KERNEL" --virtio-transport $t -n mode=tap,tapif=lt0 \
+			-p "tests=virtio-net-csum,virtio-net-udp net_ip=$GUEST_IP net_peer=$HOST_IP:$ECHOPORT"
+		grep -q '^ok 1 - virtio-net-csum$' <<<"$output"
+	done
+	# User mode offers no offloads: the check says so.
+	need_slirp
+	guest_passes lkvm_run -n mode=user -p "tests=virtio-net-csum"
+	grep -q '^ok 1 - virtio-net-csum # SKIP net0: no checksum offload offered' <<<"$output"
+}

@@ -75,16 +75,17 @@ teardown() { net_teardown; }
 	grep -qE 'answered [0-9]+ ARP, [3-9] ICMP echo, 2 UDP' "$TMP/out"
 }
 
-@test "qemu microvm, -netdev tap,queues=2: the multiqueue check" {
+@test "qemu microvm, -netdev tap,queues=2: the multiqueue and checksum offload checks" {
 	[ "$(id -u)" -eq 0 ] || skip "network namespaces need root"
 	netns_with_tap "qemu-net-$$" qt0 multi_queue
 	start_echo_server "$NETNS"
 	run ip netns exec "$NETNS" bash -c "$(declare -f qemu_microvm); KERNEL=$KERNEL; \
-		qemu_microvm 'tests=virtio-net-mq,virtio-net-udp net_ip=$GUEST_IP net_peer=$HOST_IP:$ECHOPORT' \
+		qemu_microvm 'tests=virtio-net-mq,virtio-net-csum,virtio-net-udp net_ip=$GUEST_IP net_peer=$HOST_IP:$ECHOPORT' \
 		-netdev tap,id=n0,ifname=qt0,script=no,downscript=no,queues=2 \
 		-device virtio-net-device,netdev=n0,mq=on"
 	echo "$output"
 	[ "$status" -eq 0 ]
 	no_failures
 	grep -q '2 pairs offered, 2 in use; echo through the second pair' <<<"$output"
+	grep -q '^ok 2 - virtio-net-csum$' <<<"$output"
 }

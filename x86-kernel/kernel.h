@@ -371,6 +371,7 @@ int check_virtio_net_serve(char *msg, size_t n);
 int check_virtio_net_hostile(char *msg, size_t n);
 int check_virtio_net_flood(char *msg, size_t n);
 int check_virtio_net_mq(char *msg, size_t n);
+int check_virtio_net_csum(char *msg, size_t n);
 
 /* main.c */
 enum { PASS, FAIL, SKIP };

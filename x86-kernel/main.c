@@ -30,6 +30,7 @@ static const struct check checks[] = {
 	{ "virtio-net-hostile", check_virtio_net_hostile, false, 0 },
 	{ "virtio-net-flood", check_virtio_net_flood, false, 0 },
 	{ "virtio-net-mq", check_virtio_net_mq, false, 0 },
+	{ "virtio-net-csum", check_virtio_net_csum, false, 0 },
 	{ "heartbeat", check_heartbeat, false, 0 },
 	{ "blkbench", check_blkbench, false, 0 },
 };
