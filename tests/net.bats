@@ -232,3 +232,13 @@ need_netns() {
 	guest_passes lkvm_run -n mode=user -p "tests=virtio-net-csum"
 	grep -q '^ok 1 - virtio-net-csum # SKIP net0: no checksum offload offered' <<<"$output"
 }
+
+@test "lkvm -n twice: two devices; a -n none between them adds none" {
+	need_slirp
+	guest_passes lkvm_run -n mode=user -n none -n mode=user,guest_mac=02:00:00:00:00:07 \
+		-p "tests=virtio-net"
+	grep -q '^# virtio: net0 on pci 00:0[0-9a-f]\.0 1af4:1000' <<<"$output"
+	grep -q '^# virtio: net1 on pci 00:0[0-9a-f]\.0 1af4:1000' <<<"$output"
+	! grep -q '^# virtio: net2' <<<"$output"
+	grep -q 'net0: mac 02:4c:4b:56:4d:00, link up' <<<"$output"
+}
