@@ -180,7 +180,7 @@ int net_parse(const char *arg, unsigned int instance, struct net_opts *o)
 		const char *v;
 
 		eq = memchr(s, '=', len);
-		if (!eq)
+		if (!eq || (comma && !comma[1]))
 			goto bad;
 		klen = (size_t)(eq - s);
 		v = eq + 1;
