@@ -140,6 +140,16 @@ static bool parse_ip(const char *s, uint32_t *ip, uint16_t *port)
 
 /* ---- frames ---------------------------------------------------------- */
 
+/* A notification unless the device said it needs none
+ * (VRING_USED_F_NO_NOTIFY): it looks at the ring again before it asks
+ * for notifications again, so the buffers just made available are seen. */
+static void kick(struct vdev *d, struct vq *q)
+{
+	mb();
+	if (!(q->used->flags & 1))
+		vq_kick(d, q);
+}
+
 static bool rx_give(int pair, uint64_t addr)
 {
 	struct vbuf b = { addr, nic.bufsz, true };
@@ -459,7 +469,7 @@ static bool net_poll(void)
 			got = true;
 		}
 		if (got)
-			vq_kick(d, q);
+			kick(d, q);
 		any |= got;
 	}
 	return any;
@@ -983,7 +993,7 @@ int check_virtio_net_flood(char *msg, size_t n)
 				added = true;
 			}
 			if (added)
-				vq_kick(d, q);
+				kick(d, q);
 			while (vq_get(d, q, &id, &l) == 1)
 				done++;
 		}
