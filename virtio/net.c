@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * virtio-net (virtio 1.2, 5.1): -n [mode=user|tap][,tapif=NAME]
- * [,guest_mac=MAC][,hostfwd=tcp:HOSTPORT-:GUESTPORT]..., one device per
- * -n, "-n none" for none. One receive and one transmit queue; the
- * backend (lkvm/net.h) is one descriptor served by the device's I/O
- * thread.
+ * [,queues=N][,guest_mac=MAC][,hostfwd=tcp:HOSTPORT-:GUESTPORT]..., one
+ * device per -n, "-n none" for none (docs/net.md). A receive and a
+ * transmit queue per pair, each pair with its backend descriptor
+ * (lkvm/net.h), all served by the device's I/O thread; with more than
+ * one pair (a multi-queue tap) the control queue chooses how many the
+ * driver uses.
  *
  * Receive: a frame is read from the backend into a bounce buffer, then
  * copied into the driver's buffers: one chain, or with
