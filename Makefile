@@ -40,6 +40,15 @@ lkvm: $(O)/main.o $(O)/liblkvm.a
 	$(CC) -static -o $@ $(O)/main.o -Wl,--whole-archive $(O)/liblkvm.a \
 	      -Wl,--no-whole-archive $(LDLIBS)
 
+# lkvm-slirp runs libslirp for -n mode=user: a separate, dynamic program
+# because Debian ships libslirp and glib only as shared libraries
+# (docs/net.md). Built when libslirp-dev is there.
+SLIRP   := $(if $(shell pkg-config --exists slirp 2>/dev/null && echo y),lkvm-slirp)
+all: $(SLIRP)
+lkvm-slirp: net/slirp/lkvm-slirp.c
+	$(CC) $(filter-out -MMD -MP,$(CFLAGS)) $(shell pkg-config --cflags slirp) \
+	      -o $@ $< $(shell pkg-config --libs slirp)
+
 $(O)/liblkvm.a: $(OBJ)
 	@rm -f $@
 	ar rcs $@ $^
@@ -134,7 +143,7 @@ soak: setup
 	@SOAK_SECONDS=$${SOAK_SECONDS:-300} SOAK_FORMAT=qcow2 tests/soak.sh
 
 clean:
-	rm -rf $(O) lkvm
+	rm -rf $(O) lkvm lkvm-slirp
 	@$(MAKE) --no-print-directory -C x86-kernel clean 2>/dev/null || true
 
 include fuzz/fuzz.mk

@@ -102,7 +102,7 @@ teardown() { teardown_tmp; }
 }
 
 @test "run: features of later versions are refused, not ignored" {
-	for args in "-n mode=user" "--balloon"; do
+	for args in "--balloon"; do
 		run "$LKVM" run $args
 		assert_one_line_error "not supported by this version"
 	done

@@ -41,25 +41,20 @@ struct console {
 
 static const struct device_ops console_ops;
 
+static uint32_t transmit_one(struct virtio_dev *d, struct virtq_chain *c)
+{
+	for (unsigned int i = 0; i < c->nout; i++)
+		machine_console_write(d->m, c->iov[i].iov_base,
+				      c->iov[i].iov_len);
+	return 0;
+}
+
 static void transmit(struct virtio_dev *d, struct virtq *vq)
 {
 	struct console *con = d->priv;
 	struct virtq_chain c = { .iov = con->tx_iov, .cap = VIRTQ_MAX_SEGS };
-	bool pushed = false;
 
-again:
-	virtq_kicks_off(vq);
-	while (virtio_pop(d, vq, &c) > 0) {
-		for (unsigned int i = 0; i < c.nout; i++)
-			machine_console_write(d->m, c.iov[i].iov_base,
-					      c.iov[i].iov_len);
-		virtq_push(vq, c.head, 0);
-		pushed = true;
-	}
-	if (virtq_kicks_on(vq))
-		goto again;
-	if (pushed)
-		virtio_queue_done(d, vq);
+	virtio_serve(d, vq, &c, transmit_one);
 }
 
 static void console_notify(struct virtio_dev *d, struct virtq *vq)

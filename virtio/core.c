@@ -249,6 +249,23 @@ void virtio_queue_done(struct virtio_dev *d, struct virtq *vq)
 	d->t->signal_queue(d, vq);
 }
 
+void virtio_serve(struct virtio_dev *d, struct virtq *vq,
+		  struct virtq_chain *c, virtio_chain_fn fn)
+{
+	bool pushed = false;
+
+again:
+	virtq_kicks_off(vq);
+	while (virtio_pop(d, vq, c) > 0) {
+		virtq_push(vq, c->head, fn(d, c));
+		pushed = true;
+	}
+	if (virtq_kicks_on(vq))
+		goto again;
+	if (pushed)
+		virtio_queue_done(d, vq);
+}
+
 static void signal_config(struct virtio_dev *d)
 {
 	if (!(virtio_read_status(d) & VIRTIO_STATUS_DRIVER_OK))
@@ -360,6 +377,23 @@ int virtio_dev_watch(struct virtio_dev *d, int fd, virtio_fd_fn fn,
 	}
 	d->watches = w;
 	return 0;
+}
+
+int virtio_dev_watch_set(struct virtio_dev *d, int fd, bool on)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+
+	for (struct virtio_watch *w = d->watches; w; w = w->next) {
+		if (w->fd != fd)
+			continue;
+		ev.data.ptr = w;
+		/* Removed, not masked: epoll reports a hang-up regardless. */
+		if (epoll_ctl(d->epoll_fd, on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL,
+			      fd, &ev) < 0 && errno != EEXIST && errno != ENOENT)
+			return -errno;
+		return 0;
+	}
+	return -ENOENT;
 }
 
 /* I/O threads take no signals: those go to the main loop and vCPUs. */

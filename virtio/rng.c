@@ -26,38 +26,33 @@ struct rng {
 
 static const struct device_ops rng_ops;
 
+static uint32_t fill(struct virtio_dev *d, struct virtq_chain *c)
+{
+	uint32_t done = 0;
+
+	(void)d;
+	for (unsigned int i = c->nout; i < c->nout + c->nin; i++) {
+		size_t want = MIN(c->iov[i].iov_len, (size_t)(RNG_CHUNK - done));
+		ssize_t got;
+
+		if (!want)
+			break;
+		got = getrandom(c->iov[i].iov_base, want, 0);
+		if (got <= 0)
+			break;	/* interrupted: what we have */
+		done += (uint32_t)got;
+		if ((size_t)got < want)
+			break;
+	}
+	return done;
+}
+
 static void rng_notify(struct virtio_dev *d, struct virtq *vq)
 {
 	struct rng *r = d->priv;
 	struct virtq_chain c = { .iov = r->iov, .cap = VIRTQ_MAX_SEGS };
-	bool pushed = false;
 
-again:
-	virtq_kicks_off(vq);
-	while (virtio_pop(d, vq, &c) > 0) {
-		uint32_t done = 0;
-
-		for (unsigned int i = c.nout; i < c.nout + c.nin; i++) {
-			size_t want = MIN(c.iov[i].iov_len,
-					  (size_t)(RNG_CHUNK - done));
-			ssize_t got;
-
-			if (!want)
-				break;
-			got = getrandom(c.iov[i].iov_base, want, 0);
-			if (got <= 0)
-				break;	/* interrupted: what we have */
-			done += (uint32_t)got;
-			if ((size_t)got < want)
-				break;
-		}
-		virtq_push(vq, c.head, done);
-		pushed = true;
-	}
-	if (virtq_kicks_on(vq))
-		goto again;
-	if (pushed)
-		virtio_queue_done(d, vq);
+	virtio_serve(d, vq, &c, fill);
 }
 
 static const struct virtio_dev_ops rng_dev_ops = {

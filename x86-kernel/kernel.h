@@ -367,6 +367,14 @@ int check_p9bench(char *msg, size_t n);
 int check_virtio_hostile(char *msg, size_t n);
 int check_blkbench(char *msg, size_t n);
 int check_virtio_soak(char *msg, size_t n);
+int check_virtio_net(char *msg, size_t n);
+int check_virtio_net_dhcp(char *msg, size_t n);
+int check_virtio_net_udp(char *msg, size_t n);
+int check_virtio_net_serve(char *msg, size_t n);
+int check_virtio_net_hostile(char *msg, size_t n);
+int check_virtio_net_flood(char *msg, size_t n);
+int check_virtio_net_mq(char *msg, size_t n);
+int check_virtio_net_csum(char *msg, size_t n);
 
 /* main.c */
 enum { PASS, FAIL, SKIP };

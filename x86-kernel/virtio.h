@@ -42,7 +42,7 @@ struct vring_used {
 	struct vring_used_elem ring[];
 };
 
-#define VQ_MAX 4	   /* queues per device this kernel sets up */
+#define VQ_MAX 5	   /* queues per device this kernel sets up */
 #define VQ_SIZE_MAX 1024   /* the largest ring (legacy sizes are fixed) */
 #define VQ_SIZE_MODERN 256 /* what the kernel asks for when it may choose */
 

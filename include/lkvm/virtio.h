@@ -181,6 +181,12 @@ void virtio_dev_remove(struct virtio_dev *d);
 int virtio_dev_watch(struct virtio_dev *d, int fd, virtio_fd_fn fn,
 		     void *opaque);
 
+/*
+ * Stops (on false) or resumes watching fd, a watched fd: a device stops
+ * reading a backend while the driver gives no buffers. I/O thread.
+ */
+int virtio_dev_watch_set(struct virtio_dev *d, int fd, bool on);
+
 /* Has the driver negotiated feature bit b? */
 bool virtio_has_feature(const struct virtio_dev *d, unsigned int b);
 
@@ -191,6 +197,16 @@ bool virtio_has_feature(const struct virtio_dev *d, unsigned int b);
 int virtio_pop(struct virtio_dev *d, struct virtq *vq, struct virtq_chain *c);
 /* After a batch of virtq_push(): interrupts the driver if it wants one. */
 void virtio_queue_done(struct virtio_dev *d, struct virtq *vq);
+/*
+ * Serves every chain the driver made available on vq: fn handles one
+ * and returns the bytes it wrote into it; the chain goes back with that
+ * length, and the driver gets one interrupt for the batch. Driver
+ * notifications are off while the ring drains.
+ */
+typedef uint32_t (*virtio_chain_fn)(struct virtio_dev *d,
+				    struct virtq_chain *c);
+void virtio_serve(struct virtio_dev *d, struct virtq *vq,
+		  struct virtq_chain *c, virtio_chain_fn fn);
 /*
  * The driver broke the protocol on vq: the queue stops, and with the
  * modern interface the device sets DEVICE_NEEDS_RESET and sends a
