@@ -97,7 +97,6 @@ static int refuse_unimplemented(const struct machine_config *c)
 		const char *opt, *what;
 	} list[] = {
 		{ c->nets.n > 0, "--network", "virtio-net" },
-		{ c->balloon, "--balloon", "virtio-balloon" },
 		{ c->p9.n > 0, "--9p", "virtio-9p" },
 	};
 

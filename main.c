@@ -29,6 +29,8 @@ static const struct command commands[] = {
 	  help_wait },
 	{ "introspect", "look at a guest through KVMI", cmd_introspect,
 	  help_introspect },
+	{ "balloon", "inflate or deflate a guest's memory balloon",
+	  cmd_balloon, help_balloon },
 	{ "help", "show help for lkvm or one command", cmd_help, help_help },
 	{ "version", "print lkvm's version", cmd_version, help_version },
 };

@@ -102,7 +102,7 @@ teardown() { teardown_tmp; }
 }
 
 @test "run: features of later versions are refused, not ignored" {
-	for args in "-n mode=user" "--balloon" "--9p /tmp,tag"; do
+	for args in "-n mode=user" "--9p /tmp,tag"; do
 		run "$LKVM" run $args
 		assert_one_line_error "not supported by this version"
 	done

@@ -24,6 +24,8 @@ static const struct check checks[] = {
 	{ "virtio-console-input", check_virtio_console_input, false, 0 },
 	{ "virtio-hostile", check_virtio_hostile, false, 0 },
 	{ "heartbeat", check_heartbeat, false, 0 },
+	{ "virtio-balloon", check_virtio_balloon, false, 0 },
+	{ "virtio-vsock", check_virtio_vsock, false, 0 },
 	{ "blkbench", check_blkbench, false, 0 },
 };
 
