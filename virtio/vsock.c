@@ -851,6 +851,8 @@ struct vsock_cfg {
 	const char *arg;	/* --vsock */
 	uint32_t cid;
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	int listen_fd;		/* bound in check, so errors come first */
+	bool listening;
 	struct vsock *v;
 };
 
@@ -863,22 +865,6 @@ static const struct option vsock_options[] = {
 		  "port P reach PATH_P (also cid=CID,uds=PATH)" },
 	OPTION_END,
 };
-
-static int vsock_check(struct machine *m, void *c)
-{
-	struct vsock_cfg *cfg = c;
-	char err[256];
-
-	(void)m;
-	if (!cfg->arg)
-		return 0;
-	if (vsock_parse_option(cfg->arg, &cfg->cid, cfg->path,
-			       sizeof(cfg->path), err, sizeof(err))) {
-		pr_err("%s", err);
-		return -EINVAL;
-	}
-	return 0;
-}
 
 /* Binds PATH; a socket left there by a dead lkvm is replaced, a live
  * one or another file is refused. */
@@ -917,6 +903,31 @@ static int listen_path(const char *path)
 	return fd;
 }
 
+static int vsock_check(struct machine *m, void *c)
+{
+	struct vsock_cfg *cfg = c;
+	char err[256];
+
+	if (!cfg->arg)
+		return 0;
+	/* 5.10: a device of virtio 1.0 and later; no transitional PCI ID. */
+	if (virtio_transport(m) == VIRTIO_PCI_LEGACY) {
+		pr_err("--vsock: virtio-vsock has no legacy PCI interface; use "
+		       "--virtio-transport pci, pci-modern, mmio or mmio-legacy");
+		return -EINVAL;
+	}
+	if (vsock_parse_option(cfg->arg, &cfg->cid, cfg->path,
+			       sizeof(cfg->path), err, sizeof(err))) {
+		pr_err("%s", err);
+		return -EINVAL;
+	}
+	cfg->listen_fd = listen_path(cfg->path);
+	if (cfg->listen_fd < 0)
+		return cfg->listen_fd;
+	cfg->listening = true;
+	return 0;
+}
+
 static void vsock_free(struct vsock *v)
 {
 	while (v->conns)
@@ -937,7 +948,7 @@ static int vsock_init(struct machine *m)
 	struct vsock *v;
 	int err;
 
-	if (!cfg || !cfg->arg)
+	if (!cfg || !cfg->listening)
 		return 0;
 	v = calloc(1, sizeof(*v));
 	if (!v)
@@ -953,12 +964,8 @@ static int vsock_init(struct machine *m)
 		vsock_free(v);
 		return err;
 	}
-	v->listen_fd = listen_path(v->path);
-	if (v->listen_fd < 0) {
-		err = v->listen_fd;
-		vsock_free(v);
-		return err;
-	}
+	v->listen_fd = cfg->listen_fd;
+	cfg->listening = false;
 	if (epoll_ctl(v->ep, EPOLL_CTL_ADD, v->listen_fd, &ev) < 0) {
 		err = -errno;
 		vsock_free(v);
@@ -987,6 +994,11 @@ static void vsock_exit(struct machine *m)
 {
 	struct vsock_cfg *cfg = machine_dev_cfg(m, &vsock_ops);
 
+	if (cfg && cfg->listening) {
+		close(cfg->listen_fd);
+		unlink(cfg->path);
+		cfg->listening = false;
+	}
 	if (!cfg || !cfg->v)
 		return;
 	virtio_dev_remove(cfg->v->d);

@@ -180,7 +180,10 @@ static bool handle(const struct hdr *h, const uint8_t *data, uint32_t got, char 
 	case OP_RST:
 		c->refused = !c->connected;
 		c->closed = true;
-		c->used = c->echo ? false : c->used;
+		if (c->echo) { /* the host side ended abruptly: a session too */
+			sessions++;
+			c->used = false;
+		}
 		return true;
 	case OP_SHUTDOWN:
 		c->closed = true;
@@ -367,7 +370,64 @@ static int hostile(uint32_t port, char *msg, size_t n)
 	return PASS;
 }
 
-static int connect_host(uint32_t port, char *msg, size_t n)
+/* Starts the device: receive buffers and one event buffer posted. */
+static bool start(char *msg, size_t n)
+{
+	char err[96];
+	if (!vd_start(vd, 0, 3, err, sizeof(err))) {
+		ksnprintf(msg, n, "%s", err);
+		return false;
+	}
+	cid = vd_cfg(vd, 0, 8);
+	if (!rx_area)
+		rx_area = palloc((uint64_t)RXN * RXB, 4096);
+	if (!tx_page)
+		tx_page = palloc(4096, 4096);
+	if (!ev_page)
+		ev_page = palloc(4096, 4096);
+	for (int i = 0; i < MAXC; i++)
+		if (!backlog[i])
+			backlog[i] = palloc(GBUF, 4096);
+	if (!rx_area || !tx_page || !ev_page || !backlog[MAXC - 1]) {
+		ksnprintf(msg, n, "no memory for buffers");
+		return false;
+	}
+	memset(conns, 0, sizeof(conns));
+	for (uint16_t i = 0; i < RXN; i++)
+		rx_post(i);
+	vq_kick(vd, &vd->vq[RXQ]);
+	memset((void *)(uintptr_t)ev_page, 0xff, 8);
+	struct vbuf ev = { ev_page, 8, true };
+	vq_add(&vd->vq[EVQ], &ev, 1);
+	vq_kick(vd, &vd->vq[EVQ]);
+	return true;
+}
+
+/* vsock_reset=1: the driver resets the device with a connection open;
+ * the next driver must hear of it on the event queue
+ * (VIRTIO_VSOCK_EVENT_TRANSPORT_RESET, id 0). */
+static int transport_reset(char *msg, size_t n)
+{
+	if (!start(msg, n))
+		return FAIL;
+	uint32_t id, len;
+	int r = vq_wait(vd, &vd->vq[EVQ], &id, &len, PIT_HZ);
+	if (r <= 0) {
+		ksnprintf(msg, n, "%s: no transport reset event within 1 s of a reset "
+			  "with a connection open", vd->name);
+		return FAIL;
+	}
+	uint32_t ev = *(volatile uint32_t *)(uintptr_t)ev_page;
+	if (len != 4 || ev != 0) {
+		ksnprintf(msg, n, "%s: event of %u bytes, id %u; expected 4 bytes, id 0 "
+			  "(transport reset)", vd->name, len, ev);
+		return FAIL;
+	}
+	kprintf("# virtio-vsock: transport reset event after a reset\n");
+	return PASS;
+}
+
+static int connect_host(uint32_t port, bool reset, char *msg, size_t n)
 {
 	struct gconn *c = conn_new(50002, port);
 	if (!c || !vs_send(c, c->lport, port, OP_REQUEST, 0, NULL, 0, msg, n))
@@ -397,6 +457,10 @@ static int connect_host(uint32_t port, char *msg, size_t n)
 			wait_tick();
 	}
 	kprintf("# virtio-vsock: host replied: %s", c->got);
+	if (reset) {
+		vd_reset(vd);
+		return transport_reset(msg, n);
+	}
 	if (!vs_send(c, c->lport, port, OP_SHUTDOWN, 3, NULL, 0, msg, n))
 		return FAIL;
 	r = wait_flag(&c->closed, 2, msg, n);
@@ -438,35 +502,11 @@ int check_virtio_vsock(char *msg, size_t n)
 	}
 	if (!virtio_timer_ok(msg, n))
 		return FAIL;
-	char err[96];
-	if (!vd_start(vd, 0, 3, err, sizeof(err))) {
-		ksnprintf(msg, n, "%s", err);
+	if (!start(msg, n))
 		return FAIL;
-	}
-	cid = vd_cfg(vd, 0, 8);
-	if (!rx_area)
-		rx_area = palloc((uint64_t)RXN * RXB, 4096);
-	if (!tx_page)
-		tx_page = palloc(4096, 4096);
-	if (!ev_page)
-		ev_page = palloc(4096, 4096);
-	for (int i = 0; i < MAXC; i++)
-		if (!backlog[i])
-			backlog[i] = palloc(GBUF, 4096);
-	if (!rx_area || !tx_page || !ev_page || !backlog[MAXC - 1]) {
-		ksnprintf(msg, n, "no memory for buffers");
-		return FAIL;
-	}
-	memset(conns, 0, sizeof(conns));
 	sessions = echoed = resets_seen = 0;
-	for (uint16_t i = 0; i < RXN; i++)
-		rx_post(i);
-	vq_kick(vd, &vd->vq[RXQ]);
-	struct vbuf ev = { ev_page, 8, true };
-	vq_add(&vd->vq[EVQ], &ev, 1);
-	vq_kick(vd, &vd->vq[EVQ]);
-
-	uint64_t refused = 1, port = 0, wait = 0, want = 1, connect = 0, bad = 0;
+	uint64_t refused = 1, port = 0, wait = 0, want = 1, connect = 0, bad = 0, reset = 0;
+	vd_param_u64("vsock_reset", &reset);
 	vd_param_u64("vsock_refused", &refused);
 	vd_param_u64("vsock_port", &port);
 	vd_param_u64("vsock_wait", &wait);
@@ -479,14 +519,15 @@ int check_virtio_vsock(char *msg, size_t n)
 	if (r == PASS && bad)
 		r = hostile((uint32_t)refused, msg, n);
 	if (r == PASS && connect)
-		r = connect_host((uint32_t)connect, msg, n);
+		r = connect_host((uint32_t)connect, reset, msg, n);
 	if (r == PASS && port && wait)
 		r = serve(wait, want, msg, n);
 	if (r == PASS)
 		ksnprintf(msg, n, "%s (%s): cid %lu, port %lu refused%s%s%s", vd->name,
 			  vtransport_name(vd), cid, refused,
 			  bad ? ", malformed packets refused" : "",
-			  connect ? ", connected to the host" : "",
+			  connect ? (reset ? ", connected to the host, transport reset seen" :
+				     ", connected to the host") : "",
 			  port && wait ? ", echo sessions served" : "");
 	vd_reset(vd);
 	return r;
