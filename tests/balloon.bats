@@ -22,8 +22,26 @@ setup() {
 }
 
 teardown() {
+	[ -n "${QPID:-}" ] && kill -KILL "$QPID" 2>/dev/null
 	stop_guests
 	teardown_tmp
+}
+
+# hmp SOCKET COMMAND: one command to QEMU's human monitor.
+hmp() {
+	python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(10)
+s.connect(sys.argv[1])
+buf = b""
+while not buf.endswith(b"(qemu) "):
+    buf += s.recv(4096)
+s.sendall(sys.argv[2].encode() + b"\n")
+buf = b""
+while b"(qemu) " not in buf:
+    buf += s.recv(4096)
+' "$1" "$2"
 }
 
 rss_kib() { # pid
@@ -133,4 +151,27 @@ start_balloon() {
 	echo "$output" | grep -E '^(ok|not ok)' || true
 	[ "$status" -eq 0 ]
 	grep -qE '^ok 1 - virtio-balloon: .*256 pages given and taken back, stats posted, deflate-on-OOM negotiated' <<<"$output"
+}
+
+@test "balloon: under QEMU the same driver follows the monitor's balloon command and QEMU's RSS drops too" {
+	command -v qemu-system-x86_64 >/dev/null || skip "qemu-system-x86_64 not installed"
+	timeout --kill-after=10 120 qemu-system-x86_64 -accel kvm -M pc -m 128 \
+		-kernel "$KERNEL" -append "tests=virtio-balloon balloon_pool=40 balloon_wait=60" \
+		-display none -nodefaults -serial "file:$TMP/q.log" -no-reboot \
+		-monitor "unix:$TMP/q.mon,server,nowait" -pidfile "$TMP/q.pid" \
+		-device isa-debug-exit,iobase=0xf4,iosize=4 \
+		-device virtio-balloon-pci,deflate-on-oom=on </dev/null 2>"$TMP/q.err" &
+	QPID=$!
+	wait_for "$TMP/q.log" '^# virtio-balloon: serving' 60
+	local before after
+	before=$(rss_kib "$(cat "$TMP/q.pid")")
+	hmp "$TMP/q.mon" "balloon 96"	# QEMU's argument is the guest's new size
+	wait_for "$TMP/q.log" '^# virtio-balloon: actual 8192 pages$' 30
+	after=$(rss_kib "$(cat "$TMP/q.pid")")
+	echo "QEMU RSS before $before KiB, after $after KiB"
+	[ $((before - after)) -ge $((30 * 1024)) ]
+	hmp "$TMP/q.mon" "balloon 128"
+	wait "$QPID"
+	QPID=""
+	grep -qE '^ok 1 - virtio-balloon: .*inflated to 8192 pages and back to 0' "$TMP/q.log"
 }
