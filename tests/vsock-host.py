@@ -9,6 +9,8 @@ virtio-vsock through lkvm's Unix socket (the Firecracker protocol).
   garbage PATH LINE      LINE must be answered with ERROR and a close
   listen SOCK            accepts one guest connection on SOCK, answers the
                          line it reads with "pong: LINE", prints the line
+  sink SOCK              accepts one guest connection on SOCK and reads
+                         nothing until the guest's lkvm closes it
 """
 import os
 import socket
@@ -95,6 +97,22 @@ def listen(sock):
     c.recv(10)   # until the guest shuts the connection down
 
 
+def sink(sock):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(sock)
+    s.listen(1)
+    s.settimeout(TIMEOUT * 2)
+    print("listening", flush=True)
+    c, _ = s.accept()
+    print("accepted", flush=True)
+    # Reads nothing until the peer is gone: poll for the hang-up only.
+    import select
+    p = select.poll()
+    p.register(c, select.POLLRDHUP if hasattr(select, "POLLRDHUP") else 0)
+    p.poll(TIMEOUT * 1000)
+    print("closed", flush=True)
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "echo":
@@ -105,5 +123,7 @@ if __name__ == "__main__":
         garbage(sys.argv[2], sys.argv[3])
     elif cmd == "listen":
         listen(sys.argv[2])
+    elif cmd == "sink":
+        sink(sys.argv[2])
     else:
         sys.exit("unknown command " + cmd)

@@ -105,14 +105,23 @@ start_vsock() {
 	LISTENER=""
 }
 
-@test "vsock: malformed packets from the guest are refused, answered with resets where due, and counted" {
-	start_vsock bad "vsock_hostile=1 vsock_port=1234 vsock_wait=60"
+@test "vsock: malformed packets and data beyond the credit are refused, answered with resets where due, and counted" {
+	python3 "$HOSTPY" sink "$TMP/v.sock_7000" >"$TMP/sink.out" 2>&1 &
+	LISTENER=$!
+	wait_for "$TMP/sink.out" '^listening$' 10
+	start_vsock bad "vsock_hostile=1 vsock_flood=7000 vsock_port=1234 vsock_wait=60"
 	wait_for "$TMP/bad.log" '^# virtio-vsock: listening' 30
 	grep -qx '# virtio-vsock: 5 malformed packets sent, 3 resets back, device status 0xf' "$TMP/bad.log"
-	# short, unknown op, bad length, wrong CID; data for no connection is
-	# an ordinary reset, not an error.
+	# The flood to a host program that reads nothing: reset once lkvm's
+	# 256 KiB buffer and the socket's own are full, not before the credit.
+	local sent
+	sent=$(sed -nE 's/^# virtio-vsock: flood reset after ([0-9]+) bytes \(credit 262144\)$/\1/p' "$TMP/bad.log")
+	[ -n "$sent" ] && [ "$sent" -gt 262144 ] && [ "$sent" -lt $((4 << 20)) ]
+	wait_for "$TMP/sink.out" '^closed$' 10
+	# short, unknown op, bad length, wrong CID, the flood; data for no
+	# connection is an ordinary reset, not an error.
 	run "$LKVM" stat bad --all
-	grep -qx 'dev.virtio-vsock.errors 4' <<<"$output"
+	grep -qx 'dev.virtio-vsock.errors 5' <<<"$output"
 	# And the device still works.
 	run python3 "$HOSTPY" echo "$TMP/v.sock" 1234 1000
 	[ "$status" -eq 0 ]

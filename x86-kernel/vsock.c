@@ -474,6 +474,38 @@ static int connect_host(uint32_t port, bool reset, char *msg, size_t n)
 	return PASS;
 }
 
+/* vsock_flood=PORT: data far beyond the host's credit, to a host program
+ * that reads nothing: the device must reset the connection. */
+static int flood(uint32_t port, char *msg, size_t n)
+{
+	struct gconn *c = conn_new(50004, port);
+	if (!c || !vs_send(c, c->lport, port, OP_REQUEST, 0, NULL, 0, msg, n))
+		return FAIL;
+	int r = wait_flag(&c->connected, 5, msg, n);
+	if (r != PASS || c->refused) {
+		if (r != FAIL)
+			ksnprintf(msg, n, "%s: host port %u did not accept a connection",
+				  vd->name, port);
+		return FAIL;
+	}
+	uint32_t granted = c->peer_buf_alloc, sent = 0;
+	static const char junk[RXB - HDR];
+	while (!c->closed && sent < 8u << 20) {
+		if (!vs_send(c, c->lport, port, OP_RW, 0, junk, sizeof(junk), msg, n) ||
+		    poll_rx(msg, n) < 0)
+			return FAIL;
+		sent += (uint32_t)sizeof(junk);
+	}
+	c->used = false;
+	if (!c->closed || c->refused) {
+		ksnprintf(msg, n, "%s: %u bytes beyond a %u-byte credit and no reset",
+			  vd->name, sent, granted);
+		return FAIL;
+	}
+	kprintf("# virtio-vsock: flood reset after %u bytes (credit %u)\n", sent, granted);
+	return PASS;
+}
+
 static int serve(uint64_t secs, uint64_t want, char *msg, size_t n)
 {
 	kprintf("# virtio-vsock: listening on port %u (cid %lu)\n", listen_port, cid);
@@ -505,7 +537,9 @@ int check_virtio_vsock(char *msg, size_t n)
 	if (!start(msg, n))
 		return FAIL;
 	sessions = echoed = resets_seen = 0;
-	uint64_t refused = 1, port = 0, wait = 0, want = 1, connect = 0, bad = 0, reset = 0;
+	uint64_t refused = 1, port = 0, wait = 0, want = 1, connect = 0, bad = 0, reset = 0,
+		 flood_port = 0;
+	vd_param_u64("vsock_flood", &flood_port);
 	vd_param_u64("vsock_reset", &reset);
 	vd_param_u64("vsock_refused", &refused);
 	vd_param_u64("vsock_port", &port);
@@ -518,6 +552,8 @@ int check_virtio_vsock(char *msg, size_t n)
 	int r = expect_refused(50001, (uint32_t)refused, msg, n);
 	if (r == PASS && bad)
 		r = hostile((uint32_t)refused, msg, n);
+	if (r == PASS && flood_port)
+		r = flood((uint32_t)flood_port, msg, n);
 	if (r == PASS && connect)
 		r = connect_host((uint32_t)connect, reset, msg, n);
 	if (r == PASS && port && wait)
@@ -525,7 +561,8 @@ int check_virtio_vsock(char *msg, size_t n)
 	if (r == PASS)
 		ksnprintf(msg, n, "%s (%s): cid %lu, port %lu refused%s%s%s", vd->name,
 			  vtransport_name(vd), cid, refused,
-			  bad ? ", malformed packets refused" : "",
+			  bad ? (flood_port ? ", malformed packets and a flood refused" :
+				 ", malformed packets refused") : flood_port ? ", a flood refused" : "",
 			  connect ? (reset ? ", connected to the host, transport reset seen" :
 				     ", connected to the host") : "",
 			  port && wait ? ", echo sessions served" : "");
