@@ -78,7 +78,8 @@ def garbage(path, text):
     print(got.decode().strip())
 
 
-def listen(sock):
+def accept_one(sock):
+    """Listens on sock, says so, and returns the first connection."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.bind(sock)
     s.listen(1)
@@ -86,6 +87,11 @@ def listen(sock):
     print("listening", flush=True)
     c, _ = s.accept()
     c.settimeout(TIMEOUT)
+    return c
+
+
+def listen(sock):
+    c = accept_one(sock)
     line = b""
     while not line.endswith(b"\n"):
         b = c.recv(100)
@@ -98,12 +104,7 @@ def listen(sock):
 
 
 def sink(sock):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.bind(sock)
-    s.listen(1)
-    s.settimeout(TIMEOUT * 2)
-    print("listening", flush=True)
-    c, _ = s.accept()
+    c = accept_one(sock)
     print("accepted", flush=True)
     # Reads nothing until the peer is gone: poll for the hang-up only.
     import select
