@@ -18,6 +18,8 @@ FUZZ      := $(if $(shell command -v $(FUZZCC) 2>/dev/null), \
 FUZZ_SRC_fuzz-virtq := virtio/queue.c
 FUZZ_SRC_fuzz-kvmi := kvm/kvmi-proto.c
 FUZZ_SRC_fuzz-qcow2 := $(wildcard disk/*.c)
+# fuzz-vsock includes virtio/vsock.c for its internals.
+$(O)/fuzz/fuzz-vsock: virtio/vsock.c
 
 .SECONDEXPANSION:
 $(O)/fuzz/%: fuzz/%.c $$(FUZZ_SRC_$$*) $(O)/liblkvm.a
