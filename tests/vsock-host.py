@@ -5,6 +5,9 @@ virtio-vsock through lkvm's Unix socket (the Firecracker protocol).
   echo PATH PORT BYTES   CONNECT PORT, send BYTES random bytes from one
                          thread while reading them back; prints
                          "echo ok BYTES hostport N" or fails
+  halfclose PATH PORT BYTES  sends BYTES, shuts its sending side down,
+                         then reads the echo to the end (the guest's
+                         close)
   refused PATH PORT      CONNECT PORT must be closed without an OK
   garbage PATH LINE      LINE must be answered with ERROR and a close
   listen SOCK            accepts one guest connection on SOCK, answers the
@@ -55,6 +58,25 @@ def echo(path, port, nbytes):
     print("echo ok %d hostport %s in %.2f s" %
           (nbytes, line.split()[1], time.monotonic() - t0))
     s.close()
+
+
+def halfclose(path, port, nbytes):
+    s, line = connect(path, port)
+    if not line or not line.startswith("OK "):
+        sys.exit("no OK after CONNECT %d: %r" % (port, line))
+    data = os.urandom(nbytes)
+    s.sendall(data)
+    s.shutdown(socket.SHUT_WR)
+    got = bytearray()
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        got += b
+    if bytes(got) != data:
+        sys.exit("echo after a half-close differs: %d of %d bytes back" %
+                 (len(got), nbytes))
+    print("halfclose ok %d" % nbytes)
 
 
 def refused(path, port):
@@ -118,6 +140,8 @@ if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "echo":
         echo(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+    elif cmd == "halfclose":
+        halfclose(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
     elif cmd == "refused":
         refused(sys.argv[2], int(sys.argv[3]))
     elif cmd == "garbage":

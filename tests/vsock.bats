@@ -59,8 +59,8 @@ start_vsock() {
 	PIDS+=" $(guest_pid "$name")"
 }
 
-@test "vsock: host programs reach the guest's echo service; 256 KiB each way through 64 KiB windows; unknown ports and bad handshakes are closed" {
-	start_vsock echo "vsock_port=1234 vsock_wait=60 vsock_sessions=2"
+@test "vsock: host programs reach the guest's echo service; 256 KiB each way through 64 KiB windows; a half-close; unknown ports and bad handshakes are closed" {
+	start_vsock echo "vsock_port=1234 vsock_wait=60 vsock_sessions=3"
 	wait_for "$TMP/echo.log" '^# virtio-vsock: listening on port 1234 \(cid 3\)$' 30
 
 	run python3 "$HOSTPY" refused "$TMP/v.sock" 4321
@@ -74,10 +74,14 @@ start_vsock() {
 	[[ "$output" =~ ^"echo ok 262144 hostport "[0-9]+" in " ]]
 	run python3 "$HOSTPY" echo "$TMP/v.sock" 1234 10
 	[ "$status" -eq 0 ]
+	# A host program that stops sending still gets everything back, then
+	# the end of the stream.
+	run python3 "$HOSTPY" halfclose "$TMP/v.sock" 1234 30000
+	[ "$status" -eq 0 ] && [ "$output" = "halfclose ok 30000" ]
 
 	run "$LKVM" wait echo
 	[ "$status" -eq 0 ]
-	grep -qx '# virtio-vsock: 2 sessions, 262154 bytes echoed' "$TMP/echo.log"
+	grep -qx '# virtio-vsock: 3 sessions, 292154 bytes echoed' "$TMP/echo.log"
 	grep -qE '^ok 1 - virtio-vsock: .*echo sessions served$' "$TMP/echo.log"
 	# The socket goes with the guest.
 	[ ! -e "$TMP/v.sock" ]

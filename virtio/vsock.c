@@ -89,6 +89,7 @@ struct conn {
 	uint8_t *wbuf;		/* VSOCK_BUF: guest data the host has not taken */
 	size_t wlen;
 	bool guest_no_send, guest_no_rcv;
+	bool host_eof;		/* the host program will send no more */
 	uint32_t events;	/* in the epoll set */
 };
 
@@ -219,7 +220,8 @@ static void conn_arm(struct vsock *v, struct conn *c)
 
 	if (c->state == C_HANDSHAKE)
 		ev = EPOLLIN;
-	else if (c->state == C_OPEN && !c->guest_no_rcv && peer_credit(c) &&
+	else if (c->state == C_OPEN && !c->guest_no_rcv && !c->host_eof &&
+		 peer_credit(c) &&
 		 !v->pcount && virtq_ready(&v->d->vq[RXQ]) &&
 		 virtq_has_avail(&v->d->vq[RXQ]))
 		ev = EPOLLIN;
@@ -407,12 +409,18 @@ static void host_to_guest(struct vsock *v, struct conn *c)
 		hdr_to_guest(v, &h, c->gport, c->hport,
 			     VSOCK_OP_CREDIT_UPDATE, 0, c->fwd_cnt);
 		rx_push(v, &ch, &h);
-	} else {
-		/* The host side is gone: the guest hears it closed both
-		 * ways, and the connection is forgotten (a late RST from
-		 * the guest finds nothing and gets no answer). */
+	} else if (got == 0) {
+		/* The host program will send no more (it may still read:
+		 * a half-close): the guest hears so, and the connection
+		 * stays until the guest ends it. */
 		hdr_to_guest(v, &h, c->gport, c->hport, VSOCK_OP_SHUTDOWN,
-			     VSOCK_SHUTDOWN_RCV | VSOCK_SHUTDOWN_SEND,
+			     VSOCK_SHUTDOWN_SEND, c->fwd_cnt);
+		rx_push(v, &ch, &h);
+		c->host_eof = true;
+	} else {
+		/* The host side is broken: the guest's connection is
+		 * reset and forgotten. */
+		hdr_to_guest(v, &h, c->gport, c->hport, VSOCK_OP_RST, 0,
 			     c->fwd_cnt);
 		rx_push(v, &ch, &h);
 		conn_free(v, c);

@@ -41,6 +41,7 @@ struct hdr {
 
 struct gconn {
 	bool used, echo, connected, closed, refused, asked;
+	bool peer_done; /* the host sends no more: echo what is left, then end */
 	uint32_t lport, rport;
 	uint32_t peer_buf_alloc, peer_fwd_cnt, tx_cnt, fwd_cnt;
 	char got[128];
@@ -186,6 +187,12 @@ static bool handle(const struct hdr *h, const uint8_t *data, uint32_t got, char 
 		}
 		return true;
 	case OP_SHUTDOWN:
+		/* Only "no more from the host" on an echo: what it sent still
+		 * goes back (flush_echo ends the session once it has). */
+		if (c->echo && !(h->flags & 1)) {
+			c->peer_done = true;
+			return true;
+		}
 		c->closed = true;
 		if (c->echo) {
 			sessions++;
@@ -247,6 +254,13 @@ static bool flush_echo(char *msg, size_t n)
 			c->bhead = (c->bhead + k) % GBUF;
 			c->blen -= k;
 			c->asked = false;
+		}
+		if (c->used && c->echo && c->peer_done && !c->blen) {
+			sessions++;
+			c->used = false;
+			if (!vs_send(NULL, c->lport, c->rport, OP_RST, 0, NULL, 0, msg, n))
+				return false;
+			continue;
 		}
 		if (c->used && c->echo && c->blen && !c->asked) {
 			c->asked = true;
