@@ -48,14 +48,13 @@ rss_kib() { # pid
 	awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"
 }
 
-# start_balloon NAME POOL-MIB [lkvm run options]: a detached guest whose
+# start_balloon NAME POOL-MIB [MORE-PARAMS]: a detached guest whose
 # balloon driver has touched POOL-MIB and serves the host for 60 s.
 start_balloon() {
 	local name=$1 pool=$2
-	shift 2
 	run "$LKVM" run --detach --name "$name" --console-log "$TMP/$name.log" \
-		-k "$KERNEL" -m 128 --balloon "$@" \
-		-p "tests=virtio-balloon balloon_pool=$pool balloon_wait=60"
+		-k "$KERNEL" -m 128 --balloon \
+		-p "tests=virtio-balloon balloon_pool=$pool balloon_wait=60 ${3:-}"
 	[ "$status" -eq 0 ] || { echo "run --detach: $output"; return 1; }
 	PIDS+=" $(guest_pid "$name")"
 	wait_for "$TMP/$name.log" '^# virtio-balloon: serving' 30
@@ -114,8 +113,14 @@ start_balloon() {
 	grep -qE '^ok 1 - virtio-balloon: .*inflated to 8192 pages and back to 0' "$TMP/bal.log"
 }
 
-@test "balloon: refusals are one line and change nothing" {
-	start_balloon ref 4
+@test "balloon: refusals are one line and change nothing; PFNs outside RAM from the guest are refused and counted" {
+	start_balloon ref 4 balloon_hostile=1
+	grep -qx '# virtio-balloon: 4 PFNs outside RAM and a torn one sent, both requests completed' "$TMP/ref.log"
+	run "$LKVM" stat ref --memory
+	echo "$output"
+	grep -qE '^balloon: target 0 MiB, 0 MiB in the balloon \(256 pages given back, 256 taken again, 4 refused PFNs\)$' <<<"$output"
+	run "$LKVM" stat ref --all
+	grep -qx 'dev.virtio-balloon.errors 2' <<<"$output"
 	run "$LKVM" balloon ref --deflate 1
 	assert_one_line_error "the balloon holds 0 MiB of the guest's 128 MiB; it cannot shrink by 1 MiB"
 	run "$LKVM" balloon ref --inflate 129

@@ -145,7 +145,8 @@ static void take_pfns(struct balloon *b, const struct virtq_chain *c,
 		      bool inflate)
 {
 	uint8_t buf[PFN_CHUNK * 4];
-	uint64_t good = 0, bad = c->out_len % 4 ? 1 : 0;
+	uint64_t good = 0, bad = 0;
+	bool torn = c->out_len % 4;	/* an error, but no PFN */
 	struct run run = { NULL, 0 };
 
 	for (size_t off = 0; off + 4 <= c->out_len;) {
@@ -171,7 +172,8 @@ static void take_pfns(struct balloon *b, const struct virtq_chain *c,
 	__atomic_fetch_add(inflate ? &b->inflated : &b->deflated, good,
 			   __ATOMIC_RELAXED);
 	__atomic_fetch_add(&b->refused, bad, __ATOMIC_RELAXED);
-	dev_count(&b->counters, inflate ? good * BALLOON_PAGE : 0, bad != 0);
+	dev_count(&b->counters, inflate ? good * BALLOON_PAGE : 0,
+		  bad || torn);
 }
 
 static void stats_take(struct balloon *b, const struct virtq_chain *c)

@@ -4,7 +4,9 @@
  * The pages given come from a pool the check allocates and touches first
  * (balloon_pool=MIB, default 8), so that the host has really backed them
  * before it gets them back. Every run gives one batch unasked and takes it
- * back (the device must complete both); with balloon_wait=SECONDS the
+ * back (the device must complete both); balloon_hostile=1 adds requests
+ * with PFNs outside RAM, which the device must complete without harm
+ * (and count); with balloon_wait=SECONDS the
  * check then serves the host for that long: it follows num_pages up and
  * down, writes `actual`, returns fresh statistics whenever the device
  * hands the stats buffer back, and passes once the host has inflated and
@@ -114,6 +116,36 @@ static bool follow(struct vdev *d, uint32_t *peak, char *msg, size_t n)
 	return true;
 }
 
+/* balloon_hostile=1: PFNs that are no RAM, and a buffer that ends inside
+ * a PFN; the device must complete both requests and go on. */
+static bool hostile(struct vdev *d, char *msg, size_t n)
+{
+	uint32_t *pfns = (uint32_t *)(uintptr_t)pfn_page, id, l;
+	pfns[0] = 0xffffffffu;			    /* far beyond RAM */
+	pfns[1] = (uint32_t)(ram_top() / PAGE) + 5; /* just beyond */
+	pfns[2] = 0xfec00;			    /* the I/O APIC */
+	pfns[3] = 0xfffffffeu;
+	struct vbuf bufs[2] = { { pfn_page, 12, false }, { pfn_page + 12, 6, false } };
+	for (int i = 0; i < 2; i++) {
+		vq_add(&d->vq[INFLATEQ], &bufs[i], 1);
+		vq_kick(d, &d->vq[INFLATEQ]);
+		int r = vq_wait(d, &d->vq[INFLATEQ], &id, &l, PIT_HZ);
+		if (r <= 0) {
+			ksnprintf(msg, n, "%s: a request with bad PFNs: %s", d->name,
+				  bwait_error(d, r));
+			return false;
+		}
+	}
+	uint8_t s = vd_status(d);
+	if (s & VIRTIO_S_NEEDS_RESET) {
+		ksnprintf(msg, n, "%s: status 0x%x after bad PFNs", d->name, s);
+		return false;
+	}
+	kprintf("# virtio-balloon: 4 PFNs outside RAM and a torn one sent, both "
+		"requests completed\n");
+	return true;
+}
+
 static int serve(struct vdev *d, uint64_t secs, char *msg, size_t n)
 {
 	bool stats = d->features & F_STATS_VQ;
@@ -164,8 +196,9 @@ int check_virtio_balloon(char *msg, size_t n)
 		ksnprintf(msg, n, "%s", err);
 		return FAIL;
 	}
-	uint64_t mib = 8, secs = 0;
+	uint64_t mib = 8, secs = 0, bad = 0;
 	vd_param_u64("balloon_pool", &mib);
+	vd_param_u64("balloon_hostile", &bad);
 	vd_param_u64("balloon_wait", &secs);
 	if (!pfn_page)
 		pfn_page = palloc(PAGE, PAGE);
@@ -194,6 +227,8 @@ int check_virtio_balloon(char *msg, size_t n)
 	/* One batch unasked, then back: both must complete. */
 	uint32_t k = pool_pages < BATCH ? pool_pages : BATCH;
 	if (!transfer(d, INFLATEQ, 0, k, msg, n) || !transfer(d, DEFLATEQ, 0, k, msg, n))
+		return FAIL;
+	if (bad && !hostile(d, msg, n))
 		return FAIL;
 	int r = PASS;
 	if (secs)
