@@ -49,18 +49,29 @@ static int listen_at(const char *path)
 	return fd;
 }
 
+static char dir[] = "/tmp/fuzz-vsock.XXXXXX";
+static char sink_path[108];
+
+/* libFuzzer ends with exit(): the sockets and their directory go. */
+static void cleanup(void)
+{
+	unlink(sink_path);
+	unlink(v->path);
+	rmdir(dir);
+}
+
 static void setup(void)
 {
-	static char dir[] = "/tmp/fuzz-vsock.XXXXXX";
-	char path[108];
+	char *path = sink_path;
 
 	check(mkdtemp(dir) != NULL);
 	v = calloc(1, sizeof(*v));
 	check(v != NULL);
 	snprintf(v->path, sizeof(v->path), "%s/v.sock", dir);
-	snprintf(path, sizeof(path), "%s_7", v->path);
+	snprintf(path, sizeof(sink_path), "%s_7", v->path);
 	sink_fd = listen_at(path);
 	v->listen_fd = listen_at(v->path);
+	atexit(cleanup);
 	v->ep = epoll_create1(EPOLL_CLOEXEC);
 	check(v->ep >= 0);
 	v->cid = GUEST_CID;
