@@ -90,26 +90,6 @@ void help_run(FILE *f)
 	print_options(f, g, n);
 }
 
-/* Features that later versions bring are refused, never ignored. */
-static int refuse_unimplemented(const struct machine_config *c)
-{
-	const struct {
-		bool set;
-		const char *opt, *what;
-	} list[] = {
-		{ c->balloon, "--balloon", "virtio-balloon" },
-	};
-
-	for (size_t i = 0; i < ARRAY_SIZE(list); i++) {
-		if (list[i].set) {
-			pr_err("%s: %s is not supported by this version of lkvm",
-			       list[i].opt, list[i].what);
-			return -1;
-		}
-	}
-	return 0;
-}
-
 /* Files named on the command line must be readable regular files: say
  * so before any KVM work, naming the file. */
 static int check_file(const char *what, const char *path)
@@ -156,7 +136,7 @@ static int check_config(struct machine_config *c)
 		pr_err("--firmware and --kernel cannot be used together");
 		return -1;
 	}
-	if (refuse_unimplemented(c) || check_file("kernel", c->kernel) ||
+	if (check_file("kernel", c->kernel) ||
 	    check_file("initrd", c->initrd) ||
 	    check_file("firmware", c->firmware))
 		return -1;

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /* lkvm stat: a guest's statistics (docs/control.md lists the keys). */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,6 +12,7 @@
 struct stat_opts {
 	bool json;
 	bool all;
+	bool memory;
 };
 
 static const struct option stat_options[] = {
@@ -20,6 +22,9 @@ static const struct option stat_options[] = {
 	{ .name = "all", .type = OPT_BOOL,
 	  .offset = offsetof(struct stat_opts, all),
 	  .help = "every statistic as 'key value' lines" },
+	{ .name = "memory", .type = OPT_BOOL,
+	  .offset = offsetof(struct stat_opts, memory),
+	  .help = "memory only: RAM, resident, the balloon and the guest's own statistics" },
 	OPTION_END,
 };
 
@@ -27,7 +32,7 @@ void help_stat(FILE *f)
 {
 	struct option_group g = { "options", stat_options, NULL };
 
-	fprintf(f, "usage: lkvm stat NAME [--json | --all]\n\n"
+	fprintf(f, "usage: lkvm stat NAME [--json | --all | --memory]\n\n"
 		   "Shows a guest's statistics: exits by reason as KVM counts them\n"
 		   "(its binary statistics, where the kernel offers them) and as lkvm's\n"
 		   "exit loop counts them, guest memory (size and resident), accesses\n"
@@ -235,6 +240,64 @@ static void print_human(const char *name, const struct kv *v, size_t n)
 		       num(v, n, "console.dropped_bytes"));
 }
 
+/* --memory: what STAT says of memory, then the balloon's keys. */
+static int print_memory(struct ctl_conn *c, const char *name,
+			const struct kv *v, size_t n)
+{
+	struct ctl_balloon_req req = { 0, 0, 0 };
+	char ram[32], res[32], a[32], b[32];
+	struct ctl_result r;
+	struct kv *bv;
+	size_t bn;
+	int err;
+
+	printf("guest '%s': %s of memory, %s resident in lkvm\n", name,
+	       size_str(num(v, n, "mem.ram_bytes"), ram, sizeof(ram)),
+	       size_str(num(v, n, "mem.resident_bytes"), res, sizeof(res)));
+	err = ctl_send(c, CTL_BALLOON, &req, sizeof(req), -1);
+	if (!err)
+		err = ctl_recv(c, &r, 5000);
+	if (err) {
+		pr_err("guest '%s': %s", name, strerror(-err));
+		return 1;
+	}
+	if (r.error == -ENODEV) {
+		printf("balloon: none (lkvm run --balloon adds one)\n");
+		ctl_result_free(&r);
+		return 0;
+	}
+	if (r.error) {
+		pr_err("guest '%s': %s", name, r.body);
+		ctl_result_free(&r);
+		return 1;
+	}
+	bv = parse(r.body, &bn);
+	if (!bv) {
+		ctl_result_free(&r);
+		pr_err("out of memory");
+		return 1;
+	}
+	printf("balloon: target %s, %s in the balloon (%llu pages given back, "
+	       "%llu taken again, %llu refused PFNs)\n",
+	       size_str(num(bv, bn, "balloon.target_bytes"), a, sizeof(a)),
+	       size_str(num(bv, bn, "balloon.actual_bytes"), b, sizeof(b)),
+	       num(bv, bn, "balloon.inflated_pages"),
+	       num(bv, bn, "balloon.deflated_pages"),
+	       num(bv, bn, "balloon.refused_pfns"));
+	if (!num(bv, bn, "balloon.stats_updates"))
+		printf("guest statistics: none reported yet\n");
+	else
+		printf("guest statistics (%llu ms old):\n",
+		       num(bv, bn, "balloon.stats_age_ms"));
+	for (size_t i = 0; i < bn; i++)
+		if (has_prefix(bv[i].key, "balloon.stats."))
+			printf("  %-28s %14s\n",
+			       bv[i].key + strlen("balloon.stats."), bv[i].val);
+	free(bv);
+	ctl_result_free(&r);
+	return 0;
+}
+
 int cmd_stat(int argc, char **argv)
 {
 	struct stat_opts o = { 0 };
@@ -261,6 +324,16 @@ int cmd_stat(int argc, char **argv)
 	if (ctl_call(&c, CTL_STAT, NULL, 0, &r)) {
 		ctl_close(&c);
 		return 1;
+	}
+	if (o.memory) {
+		int st;
+
+		v = parse(r.body, &n);
+		st = v ? print_memory(&c, pos[0], v, n) : 1;
+		free(v);
+		ctl_result_free(&r);
+		ctl_close(&c);
+		return st;
 	}
 	ctl_close(&c);
 	if (o.all && !o.json) {

@@ -31,6 +31,8 @@ static const struct command commands[] = {
 	  help_introspect },
 	{ "sandbox", "run one command in a guest on the host's root over 9p",
 	  cmd_sandbox, help_sandbox },
+	{ "balloon", "inflate or deflate a guest's memory balloon",
+	  cmd_balloon, help_balloon },
 	{ "help", "show help for lkvm or one command", cmd_help, help_help },
 	{ "version", "print lkvm's version", cmd_version, help_version },
 };

@@ -19,6 +19,8 @@ FUZZ_SRC_fuzz-virtq := virtio/queue.c
 FUZZ_SRC_fuzz-kvmi := kvm/kvmi-proto.c
 FUZZ_SRC_fuzz-qcow2 := $(wildcard disk/*.c)
 FUZZ_SRC_fuzz-9p := virtio/9p-proto.c virtio/9p-server.c
+# fuzz-vsock includes virtio/vsock.c for its internals.
+$(O)/fuzz/fuzz-vsock: virtio/vsock.c
 
 .SECONDEXPANSION:
 $(O)/fuzz/%: fuzz/%.c $$(FUZZ_SRC_$$*) $(O)/liblkvm.a

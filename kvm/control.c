@@ -28,6 +28,7 @@
 #include <fcntl.h>
 
 #include "lkvm/arch.h"
+#include "lkvm/balloon.h"
 #include "lkvm/inspect.h"
 #include "lkvm/machine.h"
 #include "lkvm/stats.h"
@@ -435,6 +436,25 @@ static bool do_dump(struct ctl_client *cl, const struct ctl_hdr *h)
 	return text_reply(cl, h, &t);
 }
 
+static bool do_balloon(struct ctl_client *cl, const struct ctl_hdr *h,
+		       const struct ctl_balloon_req *req)
+{
+	char err[160];
+	struct text t;
+	int e;
+
+	if (!text_open(&t))
+		return reply_err(cl, h, -ENOMEM, "out of memory");
+	e = balloon_request(cl->ctl->m, req->cmd, req->bytes, t.f, err,
+			    sizeof(err));
+	if (e) {
+		fclose(t.f);
+		free(t.buf);
+		return reply_err(cl, h, e, "%s", err);
+	}
+	return text_reply(cl, h, &t);
+}
+
 static void drop_client(struct control *ctl, struct ctl_client *cl);
 static void unlink_client(struct control *ctl, struct ctl_client *cl);
 
@@ -478,6 +498,7 @@ static bool handle(struct ctl_client *cl, const struct ctl_hdr *h,
 		[CTL_NMI] = sizeof(struct ctl_cpu_req),
 		[CTL_SYSRQ] = sizeof(struct ctl_sysrq_req),
 		[CTL_DUMP] = sizeof(struct ctl_dump_req),
+		[CTL_BALLOON] = sizeof(struct ctl_balloon_req),
 	};
 	union {
 		struct ctl_cpu_req cpu;
@@ -485,6 +506,7 @@ static bool handle(struct ctl_client *cl, const struct ctl_hdr *h,
 		struct ctl_translate_req tr;
 		struct ctl_sysrq_req sysrq;
 		struct ctl_dump_req dump;
+		struct ctl_balloon_req balloon;
 	} req;
 
 	*gone = false;
@@ -551,6 +573,10 @@ static bool handle(struct ctl_client *cl, const struct ctl_hdr *h,
 		cl->wait = true;
 		cl->wait_seq = h->seq;
 		return true;
+	case CTL_BALLOON:
+		if (req.balloon.reserved)
+			break;
+		return do_balloon(cl, h, &req.balloon);
 	}
 	return reply_err(cl, h, -EINVAL, "reserved fields must be zero");
 }

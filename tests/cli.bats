@@ -101,13 +101,6 @@ teardown() { teardown_tmp; }
 	assert_one_line_error "--console 'tty': use serial or virtio"
 }
 
-@test "run: features of later versions are refused, not ignored" {
-	for args in "--balloon"; do
-		run "$LKVM" run $args
-		assert_one_line_error "not supported by this version"
-	done
-}
-
 @test "run: --kernel and --firmware together are refused" {
 	run "$LKVM" run -k /bin/true --firmware /bin/true
 	assert_one_line_error "cannot be used together"

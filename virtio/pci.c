@@ -251,6 +251,7 @@ static const uint16_t transitional_id[] = {
 	[VIRTIO_ID_CONSOLE] = 0x1003,
 	[VIRTIO_ID_RNG] = 0x1005,
 	[VIRTIO_ID_9P] = 0x1009,
+	[VIRTIO_ID_BALLOON] = 0x1002,
 };
 
 static uint64_t get_le(const void *data, unsigned int len)

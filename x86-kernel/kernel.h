@@ -159,6 +159,7 @@ int strcmp(const char *a, const char *b);
 int strncmp(const char *a, const char *b, size_t n);
 bool starts_with(const char *s, const char *prefix);
 bool parse_u64(const char *s, size_t len, uint64_t *out);
+size_t next_word(const char **s, const char **word);
 int kvsnprintf(char *buf, size_t size, const char *fmt, va_list ap);
 int ksnprintf(char *buf, size_t size, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -375,6 +376,8 @@ int check_virtio_net_hostile(char *msg, size_t n);
 int check_virtio_net_flood(char *msg, size_t n);
 int check_virtio_net_mq(char *msg, size_t n);
 int check_virtio_net_csum(char *msg, size_t n);
+int check_virtio_balloon(char *msg, size_t n);
+int check_virtio_vsock(char *msg, size_t n);
 
 /* main.c */
 enum { PASS, FAIL, SKIP };

@@ -60,6 +60,20 @@ bool starts_with(const char *s, const char *prefix)
 	return strncmp(s, prefix, strlen(prefix)) == 0;
 }
 
+/* The next space-separated word of *s (advanced past it): its length,
+ * 0 at the end. */
+size_t next_word(const char **s, const char **word)
+{
+	const char *p = *s;
+	while (*p == ' ')
+		p++;
+	*word = p;
+	while (*p && *p != ' ')
+		p++;
+	*s = p;
+	return (size_t)(p - *word);
+}
+
 bool parse_u64(const char *s, size_t len, uint64_t *out)
 {
 	uint64_t v = 0;

@@ -33,6 +33,8 @@ static const struct check checks[] = {
 	{ "virtio-net-mq", check_virtio_net_mq, false, 0 },
 	{ "virtio-net-csum", check_virtio_net_csum, false, 0 },
 	{ "heartbeat", check_heartbeat, false, 0 },
+	{ "virtio-balloon", check_virtio_balloon, false, 0 },
+	{ "virtio-vsock", check_virtio_vsock, false, 0 },
 	{ "blkbench", check_blkbench, false, 0 },
 	{ "virtio-soak", check_virtio_soak, false, 0 },
 	{ "p9bench", check_p9bench, false, 0 },

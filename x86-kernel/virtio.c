@@ -102,6 +102,8 @@ static const char *type_name(int type)
 		return "balloon";
 	case 9:
 		return "9p";
+	case 19:
+		return "vsock";
 	default:
 		return "dev";
 	}
@@ -507,6 +509,30 @@ uint64_t vd_cfg(struct vdev *d, uint32_t off, int width)
 			break;
 	}
 	return v;
+}
+
+/* A 32-bit driver-writable configuration field. */
+void vd_cfg_write32(struct vdev *d, uint32_t off, uint32_t v)
+{
+	if (d->t == VT_PCI_LEGACY)
+		outl((uint16_t)(d->io + LG_CONFIG + off), v);
+	else if (d->t == VT_PCI && d->devcfg)
+		mmio_write32(d->devcfg + off, v);
+	else if (d->t == VT_MMIO)
+		mmio_write32(d->base + MM_CONFIG + off, v);
+}
+
+/* NAME=NUMBER on the command line (the last one counts). */
+bool vd_param_u64(const char *name, uint64_t *out)
+{
+	size_t nl = strlen(name);
+	bool found = false;
+	const char *s = M.cmdline, *w;
+	for (size_t wl; (wl = next_word(&s, &w));) {
+		if (wl > nl + 1 && !strncmp(w, name, nl) && w[nl] == '=')
+			found = parse_u64(w + nl + 1, wl - nl - 1, out) || found;
+	}
+	return found;
 }
 
 uint8_t vd_isr(struct vdev *d)

@@ -8,6 +8,8 @@
 #define VIRTIO_ID_BLK 2
 #define VIRTIO_ID_CONSOLE 3
 #define VIRTIO_ID_RNG 4
+#define VIRTIO_ID_BALLOON 5
+#define VIRTIO_ID_VSOCK 19
 
 #define VIRTIO_S_ACKNOWLEDGE 0x01
 #define VIRTIO_S_DRIVER 0x02
@@ -113,6 +115,8 @@ uint16_t vq_size_readback(struct vdev *d, int q);
 uint16_t vd_num_queues(struct vdev *d);
 uint64_t vd_cfg(struct vdev *d, uint32_t off, int width);
 uint8_t vd_isr(struct vdev *d);
+void vd_cfg_write32(struct vdev *d, uint32_t off, uint32_t v);
+bool vd_param_u64(const char *name, uint64_t *out);
 bool vd_modern(const struct vdev *d);
 bool vd_msix_enable(struct vdev *d, unsigned entry, uint8_t vector, char *err,
 		    size_t n);

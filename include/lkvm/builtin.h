@@ -33,6 +33,10 @@ void help_console(FILE *f);
 int cmd_wait(int argc, char **argv);
 void help_wait(FILE *f);
 
+/* virtio-balloon (docs/balloon-vsock.md). */
+int cmd_balloon(int argc, char **argv);
+void help_balloon(FILE *f);
+
 /* Introspection (docs/kvmi.md). */
 int cmd_introspect(int argc, char **argv);
 void help_introspect(FILE *f);

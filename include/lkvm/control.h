@@ -56,6 +56,7 @@ enum ctl_op {
 	CTL_DUMP = 12,		/* ctl_dump_req + an fd (SCM_RIGHTS) -> text */
 	CTL_CONSOLE = 13,	/* -> nothing; then a raw byte stream */
 	CTL_WAIT = 14,		/* -> text "status N", once the guest ends */
+	CTL_BALLOON = 15,	/* ctl_balloon_req -> text: key value lines */
 	CTL_OP_MAX
 };
 
@@ -81,6 +82,12 @@ struct ctl_translate_req {
 struct ctl_sysrq_req {
 	uint8_t ch;
 	uint8_t reserved[7];
+};
+
+struct ctl_balloon_req {
+	uint32_t cmd;		/* enum balloon_cmd (lkvm/balloon.h) */
+	uint32_t reserved;
+	uint64_t bytes;		/* for inflate and deflate: 4 KiB pages */
 };
 
 struct ctl_dump_req {

@@ -62,6 +62,8 @@ struct virtio_watch;
 #define VIRTIO_ID_CONSOLE 3
 #define VIRTIO_ID_RNG 4
 #define VIRTIO_ID_9P 9
+#define VIRTIO_ID_BALLOON 5
+#define VIRTIO_ID_VSOCK 19
 
 /* ISR bits, shared by PCI and MMIO (InterruptStatus). */
 #define VIRTIO_ISR_QUEUE 0x1
