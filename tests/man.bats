@@ -59,7 +59,6 @@ from_binary() {
 }
 
 @test "the man page renders without warnings" {
-	command -v groff >/dev/null || skip "groff is not installed"
 	run groff -man -Tutf8 -ww -z "$MAN"
 	echo "$output"
 	[ "$status" -eq 0 ]
