@@ -18,6 +18,13 @@ FUZZ      := $(if $(shell command -v $(FUZZCC) 2>/dev/null), \
 FUZZ_SRC_fuzz-virtq := virtio/queue.c
 FUZZ_SRC_fuzz-kvmi := kvm/kvmi-proto.c
 FUZZ_SRC_fuzz-qcow2 := $(wildcard disk/*.c)
+FUZZ_LOADERS := arch/x86/boot.c arch/x86/bootparams.c arch/x86/pvh.c
+FUZZ_SRC_fuzz-elf := arch/x86/elf.c $(FUZZ_LOADERS)
+FUZZ_SRC_fuzz-bzimage := arch/x86/bzimage.c $(FUZZ_LOADERS)
+FUZZ_SRC_fuzz-control := kvm/control.c
+$(O)/fuzz/fuzz-elf $(O)/fuzz/fuzz-bzimage: fuzz/loader.h \
+	tests/unit/fake-machine.h
+$(O)/fuzz/fuzz-control: tests/unit/fake-control.h tests/unit/fake-machine.h
 
 .SECONDEXPANSION:
 $(O)/fuzz/%: fuzz/%.c $$(FUZZ_SRC_$$*) $(O)/liblkvm.a

@@ -17,7 +17,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "fake-machine.h"
+#include "fake-control.h"
 #include "lkvm/control.h"
 #include "lkvm/registry.h"
 #include "lkvm/vcpu.h"
@@ -109,13 +109,7 @@ int main(void)
 	uint32_t seq;
 	int a, b, err, status;
 
-	if (!mkdtemp(home))
-		abort();
-	setenv("LKVM_HOME", home, 1);
-	m = fake_machine_new(16 << 20);
-	m->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
-	m->cfg.name = "unit";
-	machine_vcpu_ctl_init(m);
+	m = fake_control_machine(home, "unit");
 
 	CHECK(registry_claim("unit", &reg) == 0, "the name is claimed");
 	CHECK(control_start(m, &reg, -1) == 0, "the control socket listens");
