@@ -364,6 +364,7 @@ int check_virtio_rng(char *msg, size_t n);
 int check_virtio_blk(char *msg, size_t n);
 int check_virtio_hostile(char *msg, size_t n);
 int check_blkbench(char *msg, size_t n);
+int check_virtio_blk_writes(char *msg, size_t n);
 
 /* main.c */
 enum { PASS, FAIL, SKIP };
