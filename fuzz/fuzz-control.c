@@ -11,11 +11,14 @@
  *
  * CTL_STOP would end the machine for every later input, so the harness
  * turns it into CTL_INFO before sending; the framing is the server's
- * own (struct ctl_hdr), so only whole headers are rewritten.
+ * own (struct ctl_hdr), so only whole headers are rewritten. After
+ * CTL_CONSOLE the connection is the console's, which may keep it open
+ * past the end of the client's input: the harness then closes it itself.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -32,13 +35,38 @@
 static struct machine *m;
 static int devnull = -1;
 
+static char home[] = "/tmp/lkvm-fuzz-control.XXXXXX";
+
+/* libFuzzer ends with exit(): the private $LKVM_HOME goes with it. */
+static void cleanup(void)
+{
+	char path[sizeof(home) + 16];
+
+	snprintf(path, sizeof(path), "%s/fuzz.sock", home);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/fuzz.lock", home);
+	unlink(path);
+	rmdir(home);
+}
+
+/* The guest's console input: takes everything, as a reading guest does. */
+static size_t console_sink(struct machine *mach, const char *buf, size_t len,
+			   void *opaque)
+{
+	(void)mach;
+	(void)buf;
+	(void)opaque;
+	return len;
+}
+
 static void setup(void)
 {
-	static char home[] = "/tmp/lkvm-fuzz-control.XXXXXX";
 	static struct registry_entry reg;
 	FILE *null;
 
 	m = fake_control_machine(home, "fuzz");
+	atexit(cleanup);
+	machine_set_console_input(m, console_sink, NULL);
 	if (registry_claim("fuzz", &reg) || control_start(m, &reg, -1))
 		abort();
 	devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
@@ -48,9 +76,11 @@ static void setup(void)
 		stderr = null;
 }
 
-/* CTL_STOP -> CTL_INFO in every whole header, following the framing. */
-static void defuse(uint8_t *p, size_t len)
+/* CTL_STOP -> CTL_INFO in every whole header, following the framing.
+ * True when a CTL_CONSOLE request is among them. */
+static bool defuse(uint8_t *p, size_t len)
 {
+	bool console = false;
 	size_t off = 0;
 
 	while (len - off >= sizeof(struct ctl_hdr)) {
@@ -58,15 +88,17 @@ static void defuse(uint8_t *p, size_t len)
 
 		memcpy(&h, p + off, sizeof(h));
 		if (h.magic != CTL_MAGIC || h.size > CTL_MAX_REQUEST)
-			return;
+			break;
+		console |= h.op == CTL_CONSOLE;
 		if (h.op == CTL_STOP) {
 			h.op = CTL_INFO;
 			memcpy(p + off, &h, sizeof(h));
 		}
 		off += sizeof(h) + h.size;
 		if (off > len)
-			return;
+			break;
 	}
+	return console;
 }
 
 static void send_piece(int fd, const uint8_t *p, size_t len, bool with_fd)
@@ -101,6 +133,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct registry_guest g;
 	size_t chunk, off;
+	bool console;
 	uint8_t *msg;
 	int fd;
 
@@ -113,7 +146,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!msg)
 		abort();
 	memcpy(msg, data + 1, size - 1);
-	defuse(msg, size - 1);
+	console = defuse(msg, size - 1);
 
 	fd = registry_connect("fuzz", &g);
 	if (fd < 0)
@@ -126,9 +159,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		machine_poll(m, 0);
 	}
 	shutdown(fd, SHUT_WR);
-	if (!served_until_closed(fd, POLLS_MAX))
+	if (!served_until_closed(fd, console ? 10 : POLLS_MAX) && !console)
 		abort();	/* the server kept a client that went away */
 	close(fd);
+	machine_poll(m, 0);	/* the console sees it go */
 	free(msg);
 	return 0;
 }

@@ -227,6 +227,23 @@ int main(void)
 	CHECK(closed(b), "... and the client closed");
 	close(b);
 
+	/* CONSOLE with input in the same write: the input is handed to the
+	 * console, not read from the freed client (ASan in the san build). */
+	{
+		char req[sizeof(struct ctl_hdr) + 5];
+		struct ctl_hdr h = { CTL_MAGIC, CTL_VERSION, CTL_CONSOLE, 30, 0 };
+
+		b = client();
+		memcpy(req, &h, sizeof(h));
+		memcpy(req + sizeof(h), "typed", 5);
+		send_raw(b, req, sizeof(req));
+		CHECK(serve_until_readable(b) &&
+		      get_reply(b, NULL, &seq, body, sizeof(body)) == 0 &&
+		      seq == 30, "CONSOLE with input behind it is accepted");
+		close(b);
+		machine_poll(m, 10);
+	}
+
 	/* Half a request, then the client goes away: nothing is left. */
 	b = client();
 	send_raw(b, "LVM", 3);
