@@ -129,8 +129,13 @@ static int cmd_help(int argc, char **argv)
 
 	if (argc >= 2 && !strcmp(argv[1], "--options")) {
 		c = argc > 2 ? find_command(argv[2]) : NULL;
-		if (argc > 3 || (argc > 2 && !c)) {
-			fprintf(stderr, "lkvm help: usage: lkvm help --options [COMMAND]\n");
+		if (argc > 3) {
+			fprintf(stderr, "lkvm help: too many arguments\n");
+			return 1;
+		}
+		if (argc > 2 && !c) {
+			fprintf(stderr, "lkvm help: unknown command '%s'\n",
+				argv[2]);
 			return 1;
 		}
 		return help_options(c);

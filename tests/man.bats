@@ -28,6 +28,7 @@ from_binary() {
 	[[ "$output" == *$'\n--rng\n'* ]]
 	run "$LKVM" help --options frobnicate
 	[ "$status" -eq 1 ]
+	[ "$output" = "lkvm help: unknown command 'frobnicate'" ]
 }
 
 @test "every command, option and subcommand lkvm lists is in the man page" {
