@@ -7,6 +7,7 @@
 #   make soak       the soak test for SOAK_SECONDS (default 300)
 #   make check-linux  boot Debian's kernel as a cross-check (slow here)
 #   make unit       only the C unit tests (plain and sanitized)
+#   make install    PREFIX (default /usr/local) and DESTDIR; make uninstall
 
 CC      ?= gcc
 O       := build
@@ -145,6 +146,44 @@ soak: setup
 clean:
 	rm -rf $(O) lkvm lkvm-slirp
 	@$(MAKE) --no-print-directory -C x86-kernel clean 2>/dev/null || true
+
+# make install: lkvm, the KVMI client library (static, with its headers
+# and a pkg-config file naming this PREFIX), the test kernel, the man page
+# and bash completion, under $(DESTDIR)$(PREFIX).
+PREFIX  ?= /usr/local
+INSTALL ?= install
+BINDIR  := $(DESTDIR)$(PREFIX)/bin
+LIBDIR  := $(DESTDIR)$(PREFIX)/lib
+INCDIR  := $(DESTDIR)$(PREFIX)/include/kvmi
+DATADIR := $(DESTDIR)$(PREFIX)/share
+KVMIHDR := $(wildcard include/kvmi/*.h)
+
+.PHONY: install uninstall
+install: all
+	$(INSTALL) -d $(BINDIR) $(LIBDIR)/pkgconfig $(INCDIR) \
+		$(DATADIR)/lkvm $(DATADIR)/man/man1 \
+		$(DATADIR)/bash-completion/completions
+	$(INSTALL) -m 755 lkvm $(BINDIR)/lkvm
+	$(INSTALL) -m 644 $(KVMILIB) $(LIBDIR)/libkvmi.a
+	$(INSTALL) -m 644 $(KVMIHDR) $(INCDIR)/
+	printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$${prefix}/lib' \
+		'includedir=$${prefix}/include' '' 'Name: lkvm-kvmi' \
+		'Description: the KVMI client library of lkvm, for introspection tools' \
+		'Version: $(VERSION)' 'Cflags: -I$${includedir}' \
+		'Libs: -L$${libdir} -lkvmi -lnettle' \
+		>$(LIBDIR)/pkgconfig/lkvm-kvmi.pc
+	$(INSTALL) -m 644 $(TESTKERNEL) $(DATADIR)/lkvm/test-kernel.elf
+	$(INSTALL) -m 644 docs/lkvm.1 $(DATADIR)/man/man1/lkvm.1
+	$(INSTALL) -m 644 completions/lkvm.bash \
+		$(DATADIR)/bash-completion/completions/lkvm
+
+uninstall:
+	rm -f $(BINDIR)/lkvm $(LIBDIR)/libkvmi.a \
+	      $(LIBDIR)/pkgconfig/lkvm-kvmi.pc \
+	      $(KVMIHDR:include/kvmi/%=$(INCDIR)/%) \
+	      $(DATADIR)/lkvm/test-kernel.elf $(DATADIR)/man/man1/lkvm.1 \
+	      $(DATADIR)/bash-completion/completions/lkvm
+	-rmdir $(INCDIR) $(DATADIR)/lkvm 2>/dev/null
 
 include fuzz/fuzz.mk
 

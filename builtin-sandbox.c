@@ -32,17 +32,18 @@
 void help_sandbox(FILE *f)
 {
 	fprintf(f,
-		"usage: lkvm sandbox -k KERNEL [RUN-OPTIONS] [--rw] [--init PATH] [--dry-run]\n"
-		"                    -- COMMAND [ARGS...]\n\n"
+		"usage: lkvm sandbox -k KERNEL [RUN-OPTIONS] [OPTIONS] -- COMMAND [ARGS...]\n\n"
 		"Runs COMMAND in a guest whose root file system is the host's /,\n"
-		"shared over virtio-9p read-only (--rw: writable), with guest/init as\n"
-		"PID 1; exits with COMMAND's exit status (0 to 125; 126 when the\n"
-		"command could not run, was killed, or exited with 126 or more).\n"
-		"KERNEL is a Linux kernel with virtio-pci, 9p over virtio, devtmpfs\n"
-		"and the 8250 console built in (see docs/9p.md). --init defaults to\n"
-		"build/guest/init next to the lkvm binary. --dry-run prints the\n"
-		"'lkvm run' command line instead of running it. Every 'lkvm run'\n"
-		"option is accepted; -p adds to the kernel command line.\n");
+		"shared over virtio-9p read-only, with guest/init as PID 1; exits\n"
+		"with COMMAND's exit status (0 to 125; 126 when the command could\n"
+		"not run, was killed, or exited with 126 or more). KERNEL is a\n"
+		"Linux kernel with virtio-pci, 9p over virtio, devtmpfs and the 8250\n"
+		"console built in (see docs/9p.md). Every 'lkvm run' option is\n"
+		"accepted; -p adds to the kernel command line.\n\n"
+		"options:\n"
+		"      --rw                     share the host's / writable\n"
+		"      --init PATH              PID 1 (default: build/guest/init next to lkvm)\n"
+		"      --dry-run                print the 'lkvm run' command line, do not run it\n");
 }
 
 /* guest/init beside this lkvm (the build tree), as an absolute path. */

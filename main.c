@@ -1,9 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0
 /* lkvm: command dispatch. */
+#include <ctype.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "lkvm/builtin.h"
+#include "lkvm/options.h"
 
 #ifndef LKVM_VERSION
 #define LKVM_VERSION "unknown"
@@ -60,10 +64,86 @@ static void help_help(FILE *f)
 		   "Shows the commands, or the options of one command.\n");
 }
 
+/*
+ * A line of hand-written help that describes options ("  -h, --help  show
+ * this help", "  --all  every guest"): its names, one a line.
+ */
+static void list_help_line(const char *l)
+{
+	while (*l == ' ')
+		l++;
+	while (*l == '-') {
+		size_t n = strcspn(l, " ,");
+
+		printf("%.*s\n", (int)n, l);
+		l += n;
+		if (strncmp(l, ", ", 2))
+			break;
+		l += 2;
+	}
+}
+
+/*
+ * lkvm help --options [COMMAND]: the commands, or one command's options
+ * ("--name ARG", "-s ARG") and subcommands (bare words), one a line.
+ * Completion and the man page test read it; every option in a table
+ * and every hand-written option or subcommand line of the help shows.
+ */
+static int help_options(const struct command *c)
+{
+	char *text = NULL, *line, *save = NULL;
+	size_t len = 0;
+	bool in_commands = false;
+	FILE *f;
+
+	if (!c) {
+		for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]);
+		     i++)
+			printf("%s\n", commands[i].name);
+		return 0;
+	}
+	f = open_memstream(&text, &len);
+	if (!f) {
+		perror("lkvm help");
+		return 1;
+	}
+	options_listing = stdout;
+	c->help(f);
+	options_listing = NULL;
+	fclose(f);
+	for (line = strtok_r(text, "\n", &save); line;
+	     line = strtok_r(NULL, "\n", &save)) {
+		size_t ind = strspn(line, " ");
+
+		if (ind == 0)
+			in_commands = !strcmp(line, "commands:");
+		else if (ind >= 2 && line[ind] == '-')
+			list_help_line(line);
+		else if (in_commands && ind == 2 && islower(line[ind]))
+			printf("%.*s\n", (int)strcspn(line + ind, " "),
+			       line + ind);
+	}
+	free(text);
+	return 0;
+}
+
 static int cmd_help(int argc, char **argv)
 {
 	const struct command *c;
 
+	if (argc >= 2 && !strcmp(argv[1], "--options")) {
+		c = argc > 2 ? find_command(argv[2]) : NULL;
+		if (argc > 3) {
+			fprintf(stderr, "lkvm help: too many arguments\n");
+			return 1;
+		}
+		if (argc > 2 && !c) {
+			fprintf(stderr, "lkvm help: unknown command '%s'\n",
+				argv[2]);
+			return 1;
+		}
+		return help_options(c);
+	}
 	if (argc < 2) {
 		print_commands(stdout);
 		return 0;

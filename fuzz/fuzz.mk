@@ -21,6 +21,13 @@ FUZZ_SRC_fuzz-qcow2 := $(wildcard disk/*.c)
 FUZZ_SRC_fuzz-9p := virtio/9p-proto.c virtio/9p-server.c
 # fuzz-vsock includes virtio/vsock.c for its internals.
 $(O)/fuzz/fuzz-vsock: virtio/vsock.c
+FUZZ_LOADERS := arch/x86/boot.c arch/x86/bootparams.c arch/x86/pvh.c
+FUZZ_SRC_fuzz-elf := arch/x86/elf.c $(FUZZ_LOADERS)
+FUZZ_SRC_fuzz-bzimage := arch/x86/bzimage.c $(FUZZ_LOADERS)
+FUZZ_SRC_fuzz-control := kvm/control.c
+$(O)/fuzz/fuzz-elf $(O)/fuzz/fuzz-bzimage: fuzz/loader.h \
+	tests/unit/fake-machine.h
+$(O)/fuzz/fuzz-control: tests/unit/fake-control.h tests/unit/fake-machine.h
 
 .SECONDEXPANSION:
 $(O)/fuzz/%: fuzz/%.c $$(FUZZ_SRC_$$*) $(O)/liblkvm.a

@@ -88,31 +88,11 @@ int ctl_send(struct ctl_conn *c, uint16_t op, const void *body, size_t len,
 		{ &h, sizeof(h) },
 		{ (void *)body, len },
 	};
-	union {
-		char buf[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
-	} cbuf;
-	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = len ? 2 : 1 };
 	size_t total = sizeof(h) + len;
-	ssize_t n;
+	long n = send_with_fd(c->fd, iov, len ? 2 : 1, fd);
 
-	if (fd >= 0) {
-		struct cmsghdr *cm;
-
-		memset(&cbuf, 0, sizeof(cbuf));
-		mh.msg_control = cbuf.buf;
-		mh.msg_controllen = sizeof(cbuf.buf);
-		cm = CMSG_FIRSTHDR(&mh);
-		cm->cmsg_level = SOL_SOCKET;
-		cm->cmsg_type = SCM_RIGHTS;
-		cm->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(cm), &fd, sizeof(int));
-	}
-	do
-		n = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
-	while (n < 0 && errno == EINTR);
 	if (n < 0)
-		return -errno;
+		return (int)n;
 	/* Requests are small: a short write means a broken connection. */
 	return (size_t)n == total ? 0 : -EPIPE;
 }

@@ -463,6 +463,7 @@ static bool do_console(struct ctl_client *cl, const struct ctl_hdr *h,
 		       const void *rest, size_t rest_len, bool *gone)
 {
 	struct control *ctl = cl->ctl;
+	unsigned char early[sizeof(cl->buf)];
 	int fd = cl->fd, err;
 
 	if (cl->wait || cl->stop)
@@ -472,9 +473,13 @@ static bool do_console(struct ctl_client *cl, const struct ctl_hdr *h,
 		return reply_err(cl, h, -ESHUTDOWN, "the guest has ended");
 	if (!reply(cl, h, NULL, 0))
 		return false;
+	/* Input sent with the request lives in cl, which unlink_client()
+	 * frees (found by fuzz/fuzz-control.c). */
+	memcpy(early, rest, MIN(rest_len, sizeof(early)));
 	unlink_client(ctl, cl);
 	*gone = true;
-	err = term_attach_client(ctl->m, fd, rest, rest_len);
+	err = term_attach_client(ctl->m, fd, early,
+				 MIN(rest_len, sizeof(early)));
 	if (err)
 		pr_warn("a console client could not attach: %s",
 			strerror(-err));

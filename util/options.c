@@ -157,11 +157,34 @@ int parse_options(const struct option_group *g, unsigned int ng, int argc,
 	return i;
 }
 
+FILE *options_listing;
+
+/* "--name ARG" and "-s ARG", one a line: what completion and the man
+ * page test read (lkvm help --options COMMAND). */
+static void list_option(const struct option *o)
+{
+	const char *arg = takes_arg(o) ? (o->argname ? o->argname : "VALUE") :
+					 NULL;
+
+	fprintf(options_listing, "--%s%s%s\n", o->name, arg ? " " : "",
+		arg ? arg : "");
+	if (o->short_name)
+		fprintf(options_listing, "-%c%s%s\n", o->short_name,
+			arg ? " " : "", arg ? arg : "");
+}
+
 void print_options(FILE *f, const struct option_group *g, unsigned int ng)
 {
 	for (unsigned int i = 0; i < ng; i++) {
 		if (!g[i].title)
 			continue;
+		if (options_listing) {
+			for (const struct option *o = g[i].opts;
+			     o->type != OPT_END; o++)
+				if (o->help)	/* not the hidden ones */
+					list_option(o);
+			continue;
+		}
 		fprintf(f, "\n%s:\n", g[i].title);
 		for (const struct option *o = g[i].opts; o->type != OPT_END;
 		     o++) {

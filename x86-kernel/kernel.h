@@ -378,6 +378,7 @@ int check_virtio_net_mq(char *msg, size_t n);
 int check_virtio_net_csum(char *msg, size_t n);
 int check_virtio_balloon(char *msg, size_t n);
 int check_virtio_vsock(char *msg, size_t n);
+int check_virtio_blk_writes(char *msg, size_t n);
 
 /* main.c */
 enum { PASS, FAIL, SKIP };

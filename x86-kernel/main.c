@@ -38,6 +38,7 @@ static const struct check checks[] = {
 	{ "blkbench", check_blkbench, false, 0 },
 	{ "virtio-soak", check_virtio_soak, false, 0 },
 	{ "p9bench", check_p9bench, false, 0 },
+	{ "virtio-blk-writes", check_virtio_blk_writes, false, 0 },
 };
 
 #define MAX_RUN 32

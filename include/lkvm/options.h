@@ -66,4 +66,11 @@ int parse_options(const struct option_group *groups, unsigned int ngroups,
 void print_options(FILE *f, const struct option_group *groups,
 		   unsigned int ngroups);
 
+/*
+ * When set, print_options() writes each option to this stream instead,
+ * as "--name [ARG]" and "-s [ARG]" lines, and nothing to its own stream:
+ * the machine-readable listing of `lkvm help --options COMMAND`.
+ */
+extern FILE *options_listing;
+
 #endif

@@ -53,6 +53,11 @@ bool passwd_lookup(const char *name, unsigned int *uid, unsigned int *gid,
 /* write() until done or error; returns 0 or -errno. */
 int write_all(int fd, const void *buf, size_t len);
 
+struct iovec;
+/* One sendmsg() of iov on a Unix socket (MSG_NOSIGNAL, retried on EINTR),
+ * with fd as SCM_RIGHTS when fd >= 0: the bytes sent, or -errno. */
+long send_with_fd(int sock, struct iovec *iov, int iovcnt, int fd);
+
 
 /*
  * Little-endian fields in guest-visible structures (boot tables, PCI and

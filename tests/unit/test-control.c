@@ -17,7 +17,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "fake-machine.h"
+#include "fake-control.h"
 #include "lkvm/control.h"
 #include "lkvm/registry.h"
 #include "lkvm/vcpu.h"
@@ -109,13 +109,7 @@ int main(void)
 	uint32_t seq;
 	int a, b, err, status;
 
-	if (!mkdtemp(home))
-		abort();
-	setenv("LKVM_HOME", home, 1);
-	m = fake_machine_new(16 << 20);
-	m->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
-	m->cfg.name = "unit";
-	machine_vcpu_ctl_init(m);
+	m = fake_control_machine(home, "unit");
 
 	CHECK(registry_claim("unit", &reg) == 0, "the name is claimed");
 	CHECK(control_start(m, &reg, -1) == 0, "the control socket listens");
@@ -232,6 +226,23 @@ int main(void)
 	      "another protocol version is refused, with the reason");
 	CHECK(closed(b), "... and the client closed");
 	close(b);
+
+	/* CONSOLE with input in the same write: the input is handed to the
+	 * console, not read from the freed client (ASan in the san build). */
+	{
+		char req[sizeof(struct ctl_hdr) + 5];
+		struct ctl_hdr h = { CTL_MAGIC, CTL_VERSION, CTL_CONSOLE, 30, 0 };
+
+		b = client();
+		memcpy(req, &h, sizeof(h));
+		memcpy(req + sizeof(h), "typed", 5);
+		send_raw(b, req, sizeof(req));
+		CHECK(serve_until_readable(b) &&
+		      get_reply(b, NULL, &seq, body, sizeof(body)) == 0 &&
+		      seq == 30, "CONSOLE with input behind it is accepted");
+		close(b);
+		machine_poll(m, 10);
+	}
 
 	/* Half a request, then the client goes away: nothing is left. */
 	b = client();
