@@ -580,9 +580,6 @@ static int net_start(uint64_t want, int pairs, int nrx, uint32_t bufsz, char *ms
 		ksnprintf(msg, n, "no virtio-net device");
 		return FAIL;
 	}
-	/* The first tick may be late on a loaded host: up to 10 periods. */
-	for (int i = 0; i < 10 && !timer_alive(); i++)
-		wait_tick();
 	if (!virtio_timer_ok(msg, n))
 		return FAIL;
 	nic.d = d;
