@@ -68,6 +68,9 @@ struct seccomp_rule {
  * --no-seccomp). Prints why and returns -errno on failure.
  */
 int confine_start(struct machine *m, struct registry_entry *reg);
+/* Optional, once the options are parsed and after any fork: makes the
+ * filters in a thread meanwhile. */
+void confine_prepare(struct machine *m);
 
 /*
  * The calling thread narrows itself to its class's filter, once; a no-op
