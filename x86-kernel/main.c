@@ -25,6 +25,7 @@ static const struct check checks[] = {
 	{ "virtio-hostile", check_virtio_hostile, false, 0 },
 	{ "heartbeat", check_heartbeat, false, 0 },
 	{ "blkbench", check_blkbench, false, 0 },
+	{ "introspect", check_introspect, false, 0 },
 };
 
 #define MAX_RUN 32
