@@ -73,6 +73,8 @@ struct ipend {
 	size_t len;
 	uint64_t new_val;		/* an MSR event's reply */
 	bool answered;			/* by the tool, new_val with it */
+	uint64_t pf_gpa;		/* a PF event's page */
+	bool retry_lands;		/* its RETRY found the page released */
 	bool pause_queued;		/* a PAUSE event is on its way */
 	struct kvmi_vcpu_event_trap trap;	/* a TRAP event's data */
 	uint8_t msg[sizeof(struct kvmi_msg_hdr) +
@@ -458,12 +460,29 @@ static void ram_access(struct io_region *r, struct kvm_vcpu *kv,
 		struct kvmi_vcpu_event_pf pf = {
 			.gva = ~0ull, .gpa = gpa, .access = KVMI_PAGE_ACCESS_W,
 		};
-		int act = vcpu_send_event(in, v, KVMI_VCPU_EVENT_PF, &pf,
+		struct ipend *pd = &in->pend[v->id];
+		int act;
+
+		pd->pf_gpa = gpa;
+		act = vcpu_send_event(in, v, KVMI_VCPU_EVENT_PF, &pf,
 					  sizeof(pf), false, in->timeout_ms,
 					  NULL);
 
-		if (act != KVMI_EVENT_ACTION_CONTINUE)
-			return;		/* RETRY: without the write; CRASH */
+		if (act == KVMI_EVENT_ACTION_CRASH)
+			return;
+		/*
+		 * KVM finished the instruction when it exited, so RETRY
+		 * cannot execute it again; lkvm does what retrying would
+		 * do: the write lands if the tool lifted the protection
+		 * meanwhile, and is refused if the page is still protected.
+		 */
+		if (act == KVMI_EVENT_ACTION_RETRY) {
+			pthread_mutex_lock(&in->lock);
+			prot = !pd->retry_lands;
+			pthread_mutex_unlock(&in->lock);
+			if (prot)
+				return;
+		}
 	}
 	memcpy(p, data, len);
 }
@@ -1130,6 +1149,9 @@ static bool event_reply(struct introspect *in, const struct kvmi_req *r)
 			memcpy(&pd->new_val, r->args, sizeof(pd->new_val));
 		pd->answered = true;
 		pd->p.active = false;
+		/* Whether the page is still protected as the tool replies,
+		 * not once the tool has gone (and the page with it). */
+		pd->retry_lands = !is_protected(in, pd->pf_gpa);
 	}
 	pthread_mutex_unlock(&in->lock);
 	if (!err)

@@ -47,12 +47,52 @@ def closed():
 
 handshake()
 
+events = []
+
 def cmd(name, mid, data=b""):
     seq = cmd.seq = getattr(cmd, "seq", 100) + 1
     send(mid, seq, data)
-    rid, rseq, reply = recv_msg()
+    while True:
+        rid, rseq, reply = recv_msg()
+        if rid in (0, 1):       # an event, not the reply: keep it
+            events.append((rid, rseq, reply))
+            continue
+        break
     assert (rid, rseq) == (mid, seq), (rid, rseq, mid, seq)
     print(name, struct.unpack("=i", reply[:4])[0])
+
+VCPU0 = struct.pack("=HHI", 0, 0, 0)
+
+if len(sys.argv) > 3 and sys.argv[3] == "events":
+    # Events (docs/kvmi.md): what check event/command say, page access
+    # values, SET_REGISTERS outside an event, a PAUSE event and a reply
+    # to it with the wrong seq, which closes the connection.
+    gpa = int(sys.argv[4], 0)
+    for name, ev in (("pf", 17), ("msr", 15), ("agent", 225), ("cr", 7),
+                     ("xsetbv", 11), ("descriptor", 13)):
+        cmd("check-event-" + name, 6, struct.pack("=HHI", ev, 0, 0))
+    cmd("check-command-control-cr", 4, struct.pack("=HHI", 13, 0, 0))
+    for name, acc in (("read-only", 5), ("no-read", 6), ("no-exec", 3)):
+        cmd("access-" + name, 20, struct.pack("=HHI", 1, 0, 0) +
+            struct.pack("=QB7x", gpa, acc))
+    send(20, 99, struct.pack("=HHI", 1, 0, 0) + struct.pack("=QB7x", gpa, 7))
+    recv_msg()                  # released again
+    cmd("set-registers-outside-event", 9, VCPU0 + b"\0" * 144)
+    send(16, 98, struct.pack("=HBBI", 0, 1, 0, 0))   # pause vCPU 0, wait
+    paused = False
+    while not events or not paused:
+        rid, rseq, reply = recv_msg()
+        if rid in (0, 1):
+            events.append((rid, rseq, reply))
+        else:
+            paused = (rid, rseq) == (16, 98)
+    rid, eseq, ev = events.pop(0)
+    print("pause-event", struct.unpack("=H", ev[:2])[0])
+    cmd("get-registers-in-event", 7, VCPU0 + struct.pack("=HHI", 0, 0, 0))
+    send(1, eseq + 1000, VCPU0 + struct.pack("=BBHI", 0, 1, 0, 0))
+    print("reply-wrong-seq", closed())
+    s.close()
+    sys.exit(0)
 
 cmd("unknown", 0x7fe)
 cmd("version-with-data", 2, b"\0" * 8)
