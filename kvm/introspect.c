@@ -35,6 +35,7 @@
 
 #include "lkvm/arch.h"
 #include "lkvm/device.h"
+#include "lkvm/introspect.h"
 #include "lkvm/kvmi-proto.h"
 #include "lkvm/machine.h"
 #include "lkvm/options.h"
@@ -1323,6 +1324,44 @@ static int listen_at(const char *path)
 		return err;
 	}
 	return fd;
+}
+
+/* ---- UNHOOK ------------------------------------------------------------------- */
+
+void introspect_unhook(struct machine *m)
+{
+	struct introspect_cfg *cfg = machine_dev_cfg(m, &introspect_ops);
+	struct introspect *in = cfg ? cfg->in : NULL;
+	uint8_t msg[sizeof(struct kvmi_msg_hdr) + sizeof(struct kvmi_event_hdr)];
+	struct timespec ts;
+	unsigned int gen;
+	bool want;
+	ssize_t n;
+
+	if (!in)
+		return;
+	pthread_mutex_lock(&in->lock);
+	want = in->connected && in->unhook;
+	gen = in->gen;
+	pthread_mutex_unlock(&in->lock);
+	if (!want)
+		return;
+	n = kvmi_vm_event_build(msg, sizeof(msg), kvmi_next_seq(&in->proto),
+				KVMI_VM_EVENT_UNHOOK);
+	if (n < 0 || !send_msg(in, msg, (size_t)n))
+		return;
+	/* The tool lets go by closing; cleanup() wakes us. */
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += INTROSPECT_UNHOOK_MS / 1000;
+	pthread_mutex_lock(&in->lock);
+	while (in->connected && in->gen == gen &&
+	       pthread_cond_timedwait(&in->cond, &in->lock, &ts) != ETIMEDOUT)
+		;
+	want = in->connected && in->gen == gen;
+	pthread_mutex_unlock(&in->lock);
+	if (want)
+		pr_warn("introspection: the tool did not let go within %d ms of UNHOOK",
+			INTROSPECT_UNHOOK_MS);
 }
 
 /* ---- the device --------------------------------------------------------------- */

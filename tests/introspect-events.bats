@@ -186,3 +186,21 @@ reply-wrong-seq closed"
 	k=$(last_round g)
 	wait_round g $((k + 2))
 }
+
+@test "lkvm pause sends UNHOOK first: the tool lets go, its protection with it" {
+	start g
+	"$LKVM" introspect --socket "$TMP/g.sock" --cookie "$TMP/cookie" \
+		watch "write:$GPA" >"$TMP/w.out" 2>&1 &
+	pid=$!
+	PIDS+=" $pid"
+	wait_for "$TMP/w.out" '"event":"write"' 10
+	run "$LKVM" pause g
+	[ "$status" -eq 0 ] || { echo "$output"; return 1; }
+	wait "$pid"
+	grep -q '^{"event":"unhook"}$' "$TMP/w.out" || { cat "$TMP/w.out"; return 1; }
+	k=$(last_round g)
+	run "$LKVM" resume g
+	[ "$status" -eq 0 ]
+	wait_round g $((k + 2))
+	[ -z "$(refused g)" ]
+}
