@@ -27,6 +27,7 @@
 struct introspect_opts {
 	const char *socket, *cookie, *cpu;
 	const char *action, *exec, *count;
+	bool mapped;
 };
 
 #define I(f) offsetof(struct introspect_opts, f)
@@ -47,6 +48,8 @@ static const struct option introspect_options[] = {
 	  .help = "watch: a shell command that decides each reply (see below)" },
 	{ .name = "count", .type = OPT_STRING, .offset = I(count),
 	  .argname = "N", .help = "watch: stop after N events" },
+	{ .name = "mapped", .type = OPT_BOOL, .offset = I(mapped),
+	  .help = "read: through guest RAM mapped from lkvm (MAP_MEMORY), not the socket" },
 	OPTION_END,
 };
 
@@ -145,14 +148,32 @@ static int do_regs(struct kvmi_conn *c, uint16_t cpu)
 	return 0;
 }
 
-static int do_read(struct kvmi_conn *c, uint64_t gpa, uint64_t len)
+static int do_read(struct kvmi_conn *c, uint64_t gpa, uint64_t len,
+		   bool mapped)
 {
 	unsigned char *buf = malloc(len);
+	struct kvmi_memmap map;
 	int err;
 
 	if (!buf)
 		return failed("read", -ENOMEM);
-	err = kvmi_read_physical(c, gpa, buf, len);
+	if (mapped) {
+		const void *p;
+
+		err = kvmi_map_memory(c, false, &map);
+		if (err) {
+			free(buf);
+			return failed("map memory", err);
+		}
+		p = kvmi_memmap_ptr(&map, gpa, len);
+		if (p)
+			memcpy(buf, p, len);
+		else
+			err = -KVM_EFAULT;
+		kvmi_unmap_memory(&map);
+	} else {
+		err = kvmi_read_physical(c, gpa, buf, len);
+	}
 	if (!err)
 		hexdump(stdout, gpa, buf, len);
 	free(buf);
@@ -663,7 +684,7 @@ int cmd_introspect(int argc, char **argv)
 	else if (!strcmp(cmd, "regs"))
 		ret = do_regs(c, (uint16_t)cpu);
 	else if (!strcmp(cmd, "read"))
-		ret = do_read(c, a, b);
+		ret = do_read(c, a, b, o.mapped);
 	else if (!strcmp(cmd, "write"))
 		ret = do_write(c, a, wbuf, wlen);
 	else if (!strcmp(cmd, "translate"))

@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -127,6 +128,11 @@ struct introspect {
 	uint32_t msrs[MAX_MSRS];
 	unsigned int nmsrs;
 	bool user_msr;			/* KVM_CAP_X86_USER_SPACE_MSR is on */
+	/* Guest RAM as a memfd (KVMI_LKVM_VM_MAP_MEMORY), or -1. */
+	int ram_fd;
+	uint64_t ram_fd_size;
+	struct kvmi_lkvm_mem_region ram_regions[MACHINE_MAX_REGIONS];
+	unsigned int nram_regions;
 	uint8_t buf[MSG_MAX];
 	uint8_t out[MSG_MAX];
 };
@@ -773,6 +779,7 @@ static void agent_doorbell(struct io_region *r, struct kvm_vcpu *kv,
 }
 
 static void *writable_ptr(struct machine *m, uint64_t gpa, uint64_t len);
+static bool do_map_memory(struct introspect *in, const struct kvmi_req *r);
 
 static bool writable_ram(struct machine *m, uint64_t page)
 {
@@ -1069,6 +1076,8 @@ static bool run_command(struct introspect *in, const struct kvmi_req *r)
 		return do_get_xsave(in, r, v);
 	case KVMI_VCPU_CONTROL_MSR:
 		return do_control_msr(in, r);
+	case KVMI_LKVM_VM_MAP_MEMORY:
+		return do_map_memory(in, r);
 	case KVMI_VM_GET_INFO: {
 		struct kvmi_vm_get_info_reply rep = { .vcpu_count = m->ncpus };
 		return reply(in, r, 0, &rep, sizeof(rep));
@@ -1326,6 +1335,114 @@ static int listen_at(const char *path)
 	return fd;
 }
 
+/* ---- guest RAM as a memfd ----------------------------------------------------- */
+
+/*
+ * Puts guest RAM on a memfd at the same host addresses (before any vCPU
+ * runs), so that a tool can map it: the pages the guest has not touched
+ * stay unallocated, as with anonymous memory. The file's size is sealed:
+ * a tool given a writable descriptor cannot shrink it under lkvm.
+ */
+static int ram_to_memfd(struct introspect *in)
+{
+	struct machine *m = in->m;
+	uint64_t total = 0, off = 0;
+	long page = sysconf(_SC_PAGESIZE);
+	int fd, err = 0;
+
+	for (unsigned int i = 0; i < m->nmem; i++)
+		if (!m->mem[i].readonly)
+			total += m->mem[i].size;
+	if (!total || page <= 0)
+		return -EINVAL;
+	fd = memfd_create("lkvm-guest-ram", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (fd < 0)
+		return -errno;
+	if (ftruncate(fd, (off_t)total) ||
+	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)) {
+		err = -errno;
+		goto fail;
+	}
+	for (unsigned int i = 0; i < m->nmem && !err; i++) {
+		const struct mem_region *mr = &m->mem[i];
+		size_t npages = mr->size / (uint64_t)page;
+		unsigned char *vec;
+
+		if (mr->readonly)
+			continue;
+		/* What is already written (resident) goes into the file. */
+		vec = malloc(npages ? npages : 1);
+		if (!vec) {
+			err = -ENOMEM;
+			break;
+		}
+		if (mincore(mr->host, mr->size, vec)) {
+			err = -errno;
+		} else {
+			for (size_t p = 0; p < npages && !err; p++)
+				if ((vec[p] & 1) &&
+				    pwrite(fd, (char *)mr->host + p * page, page,
+					   (off_t)(off + p * page)) != page)
+					err = -EIO;
+		}
+		free(vec);
+		if (!err && mmap(mr->host, mr->size, PROT_READ | PROT_WRITE,
+				 MAP_SHARED | MAP_FIXED | MAP_NORESERVE, fd,
+				 (off_t)off) == MAP_FAILED)
+			err = -errno;
+		if (err)
+			break;
+		in->ram_regions[in->nram_regions++] =
+			(struct kvmi_lkvm_mem_region){ mr->gpa, mr->size, off };
+		off += mr->size;
+	}
+	if (err)
+		goto fail;
+	in->ram_fd = fd;
+	in->ram_fd_size = total;
+	return 0;
+fail:
+	close(fd);
+	in->nram_regions = 0;
+	return err;
+}
+
+static bool do_map_memory(struct introspect *in, const struct kvmi_req *r)
+{
+	struct kvmi_lkvm_vm_map_memory_reply rep = {
+		.file_size = in->ram_fd_size,
+		.count = (uint16_t)in->nram_regions,
+		.writable = r->a.map_memory.writable,
+	};
+	uint8_t data[sizeof(rep) + sizeof(in->ram_regions)];
+	size_t len = sizeof(rep) + in->nram_regions * sizeof(in->ram_regions[0]);
+	struct iovec iov;
+	char path[64];
+	ssize_t n;
+	int fd;
+	bool ok;
+
+	/* A descriptor of its own, read-only unless the tool asked. */
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", in->ram_fd);
+	fd = open(path, (rep.writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+	if (fd < 0)
+		return reply(in, r, -KVM_ENOMEM, NULL, 0);
+	memcpy(data, &rep, sizeof(rep));
+	memcpy(data + sizeof(rep), in->ram_regions,
+	       in->nram_regions * sizeof(in->ram_regions[0]));
+	n = kvmi_reply_build(in->out, sizeof(in->out), r, 0, data, len);
+	if (n < 0) {
+		close(fd);
+		return reply(in, r, -KVM_EINVAL, NULL, 0);
+	}
+	iov = (struct iovec){ in->out, (size_t)n };
+	pthread_mutex_lock(&in->send_lock);
+	ok = in->conn_fd >= 0 && kvmi_io_send(in->conn_fd, &iov, 1, fd) == 0;
+	pthread_mutex_unlock(&in->send_lock);
+	close(fd);
+	return ok;
+}
+
 /* ---- UNHOOK ------------------------------------------------------------------- */
 
 void introspect_unhook(struct machine *m)
@@ -1379,6 +1496,8 @@ static void free_in(struct introspect *in)
 	memset(in->cookie, 0, sizeof(in->cookie));
 	free(in->pend);
 	free(in->vcpu_events);
+	if (in->ram_fd >= 0)
+		close(in->ram_fd);	/* the mappings keep the memory */
 	free(in->path);
 	free(in);
 }
@@ -1397,7 +1516,7 @@ static int introspect_check(struct machine *m, void *opaque)
 		return -ENOMEM;
 	in->m = m;
 	in->timeout_ms = EVENT_TIMEOUT_MS;
-	in->listen_fd = in->conn_fd = -1;
+	in->listen_fd = in->conn_fd = in->ram_fd = -1;
 	in->stop_pipe[0] = in->stop_pipe[1] = -1;
 	err = parse_spec(in, cfg->spec);
 	if (err) {
@@ -1433,8 +1552,13 @@ static int introspect_init(struct machine *m)
 	pthread_cond_init(&in->cond, NULL);
 	kvmi_proto_init(&in->proto, m->ncpus);
 	/* What mainline KVM lets lkvm do (docs/kvmi.md). */
-	in->proto.cmd_supported &= ~(kvmi_cmd_bit(KVMI_LKVM_VM_MAP_MEMORY) |
-				     kvmi_cmd_bit(KVMI_VCPU_CONTROL_SINGLESTEP));
+	in->proto.cmd_supported &= ~kvmi_cmd_bit(KVMI_VCPU_CONTROL_SINGLESTEP);
+	err = ram_to_memfd(in);
+	if (err) {
+		pr_warn("introspection: guest RAM cannot be shared (%s): no MAP_MEMORY",
+			strerror(-err));
+		in->proto.cmd_supported &= ~kvmi_cmd_bit(KVMI_LKVM_VM_MAP_MEMORY);
+	}
 	in->proto.ev_supported &= ~(kvmi_event_bit(KVMI_VCPU_EVENT_BREAKPOINT) |
 				    kvmi_event_bit(KVMI_VCPU_EVENT_SINGLESTEP));
 	/* Writes to protected pages: RAM's MMIO exits come here. */
@@ -1468,7 +1592,8 @@ static int introspect_init(struct machine *m)
 	in->proto.cmd_allowed = in->proto.cmd_supported;
 	in->proto.ev_allowed = in->proto.ev_supported;
 	kvmi_io_random(in->info.uuid, sizeof(in->info.uuid));
-	in->info.features = KVMI_LKVM_F_AGENT;	/* RAM is no memfd yet */
+	in->info.features = KVMI_LKVM_F_AGENT |
+			    (in->ram_fd >= 0 ? KVMI_LKVM_F_MAP_MEMORY : 0);
 	in->info.version = KVMI_VERSION;
 	in->info.max_msg_size = KVMI_MAX_MSG_SIZE;
 	in->info.vcpu_count = m->ncpus;

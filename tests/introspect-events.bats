@@ -178,6 +178,9 @@ access-read-only 0
 access-no-read -22
 access-no-exec -22
 set-registers-outside-event -95
+map-memory 0 fds 1 writable 0
+mapped-word-ok 1
+writable-mapping refused
 pause-event 1
 get-registers-in-event 0
 reply-wrong-seq closed"
@@ -203,4 +206,21 @@ reply-wrong-seq closed"
 	[ "$status" -eq 0 ]
 	wait_round g $((k + 2))
 	[ -z "$(refused g)" ]
+}
+
+@test "read --mapped: guest RAM mapped from lkvm shows what the guest wrote" {
+	start g
+	read -r _ _ mgpa value < <(grep -E '^# magic ' "$TMP/g.log")
+	run ki g read --mapped "$mgpa" 8
+	[ "$status" -eq 0 ] || { echo "$output"; return 1; }
+	mapped=$output
+	run ki g read "$mgpa" 8
+	[ "$status" -eq 0 ]
+	[ "$mapped" = "$output" ] || { echo "mapped $mapped, socket $output"; return 1; }
+	v=$(printf '%016x' "$value")
+	[[ "$mapped" == *"${v:14:2} ${v:12:2} ${v:10:2} ${v:8:2}"* ]] ||
+		{ echo "$mapped; magic $value"; return 1; }
+	# Outside guest RAM: refused, as through the socket.
+	run ki g read --mapped 0xffffffff000 8
+	[ "$status" -eq 1 ]
 }

@@ -162,8 +162,8 @@ read-cross-page -22
 vcpu-out-of-range -22
 vcpu-padding -22
 check-event-pause 0
-check-command-map-memory -2
-map-memory -1000
+check-command-map-memory 0
+map-memory-bad-flag -22
 control-events 0
 after-bad-reply closed
 after-oversized closed"

@@ -78,6 +78,26 @@ if len(sys.argv) > 3 and sys.argv[3] == "events":
     send(20, 99, struct.pack("=HHI", 1, 0, 0) + struct.pack("=QB7x", gpa, 7))
     recv_msg()                  # released again
     cmd("set-registers-outside-event", 9, VCPU0 + b"\0" * 144)
+    # MAP_MEMORY: a read-only descriptor of guest RAM on the reply.
+    import array, mmap
+    send(0x400, 97, b"\0" * 8)
+    msg, fds, _, _ = socket.recv_fds(s, 8192, 1)
+    mid, size, seq = struct.unpack("=HHI", msg[:8])
+    err, _, fsize, count, wr = struct.unpack("=iIQHB", msg[8:27])
+    regions = [struct.unpack("=QQQ", msg[24 + 8 + 24 * i:24 + 8 + 24 * (i + 1)])
+               for i in range(count)]
+    print("map-memory", err, "fds", len(fds), "writable", wr)
+    m = mmap.mmap(fds[0], fsize, mmap.MAP_SHARED, mmap.PROT_READ)
+    for rgpa, rsize, roff in regions:
+        if rgpa <= gpa < rgpa + rsize:
+            # The guest's own first word of the watched page: 0x1000 + K.
+            word = struct.unpack("=Q", m[roff + gpa - rgpa:roff + gpa - rgpa + 8])[0]
+            print("mapped-word-ok", int(0x1000 <= word < 0x100000))
+    try:
+        mmap.mmap(fds[0], fsize, mmap.MAP_SHARED, mmap.PROT_WRITE)
+        print("writable-mapping allowed")
+    except OSError:
+        print("writable-mapping refused")
     send(16, 98, struct.pack("=HBBI", 0, 1, 0, 0))   # pause vCPU 0, wait
     paused = False
     while not events or not paused:
@@ -103,7 +123,7 @@ cmd("vcpu-out-of-range", 3, struct.pack("=HHI", 5, 0, 0))
 cmd("vcpu-padding", 3, struct.pack("=HHI", 0, 1, 0))
 cmd("check-event-pause", 6, struct.pack("=HHI", 1, 0, 0))
 cmd("check-command-map-memory", 4, struct.pack("=HHI", 0x400, 0, 0))
-cmd("map-memory", 0x400, b"\0" * 8)
+cmd("map-memory-bad-flag", 0x400, b"\2" + b"\0" * 7)
 cmd("control-events", 10, struct.pack("=HBBI", 0, 1, 0, 0))
 # An event reply when no event is pending, then more: lkvm closes.
 send(1, 7, struct.pack("=HHI", 0, 0, 0) + struct.pack("=BBHI", 0, 1, 0, 0))
