@@ -14,9 +14,11 @@
 
 #include "kvmi/client.h"
 #include "lkvm/builtin.h"
+#include "lkvm/introspect.h"
 #include "lkvm/kvmi-proto.h"
 #include "lkvm/control.h"
 #include "lkvm/options.h"
+#include "lkvm/registry.h"
 #include "lkvm/util.h"
 
 #define TIMEOUT_MS 10000
@@ -27,7 +29,7 @@
 struct introspect_opts {
 	const char *socket, *cookie, *cpu;
 	const char *action, *exec, *count;
-	bool mapped;
+	bool mapped, virt;
 };
 
 #define I(f) offsetof(struct introspect_opts, f)
@@ -48,6 +50,8 @@ static const struct option introspect_options[] = {
 	  .help = "watch: a shell command that decides each reply (see below)" },
 	{ .name = "count", .type = OPT_STRING, .offset = I(count),
 	  .argname = "N", .help = "watch: stop after N events" },
+	{ .name = "virt", .type = OPT_BOOL, .offset = I(virt),
+	  .help = "read, write: the address is virtual, translated through the page tables of the vCPU (--cpu N)" },
 	{ .name = "mapped", .type = OPT_BOOL, .offset = I(mapped),
 	  .help = "read: through guest RAM mapped from lkvm (MAP_MEMORY), not the socket" },
 	OPTION_END,
@@ -57,9 +61,11 @@ void help_introspect(FILE *f)
 {
 	struct option_group g = { "options", introspect_options, NULL };
 
-	fprintf(f, "usage: lkvm introspect --socket PATH --cookie FILE COMMAND [ARGS]\n\n"
+	fprintf(f, "usage: lkvm introspect NAME COMMAND [ARGS]\n"
+		   "       lkvm introspect --socket PATH --cookie FILE COMMAND [ARGS]\n\n"
 		   "Looks at a guest through KVMI (docs/kvmi.md), as an introspection tool\n"
-		   "does. The guest runs with --introspect listen=PATH,cookie=FILE.\n\n"
+		   "does. The guest runs with --introspect listen (found by NAME, with the\n"
+		   "cookie lkvm made) or --introspect listen=PATH,cookie=FILE.\n\n"
 		   "commands:\n"
 		   "  info               the guest: vCPUs, protocol version, features, UUID\n"
 		   "  regs               a vCPU's registers (--cpu N)\n"
@@ -197,6 +203,41 @@ static int do_write(struct kvmi_conn *c, uint64_t gpa, const unsigned char *b,
 	int err = kvmi_write_physical(c, gpa, b, len);
 
 	return err ? failed("write", err) : 0;
+}
+
+/*
+ * read --virt and write --virt: page by page through the vCPU's page
+ * tables (a virtual range need not be contiguous physically).
+ */
+static int virt_access(struct kvmi_conn *c, uint16_t cpu, uint64_t gva,
+		       unsigned char *buf, size_t len, bool write)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		uint64_t va = gva + done, gpa;
+		size_t n = 4096 - (va & 4095);
+		int err;
+
+		if (n > len - done)
+			n = len - done;
+		err = kvmi_translate_gva(c, cpu, va, &gpa);
+		if (err)
+			return failed("translate", err);
+		if (gpa == ~0ull) {
+			fprintf(stderr, "lkvm introspect: 0x%" PRIx64 " is not mapped\n",
+				va);
+			return 1;
+		}
+		err = write ? kvmi_write_physical(c, gpa, buf + done, n) :
+			      kvmi_read_physical(c, gpa, buf + done, n);
+		if (err)
+			return failed(write ? "write" : "read", err);
+		done += n;
+	}
+	if (!write)
+		hexdump(stdout, gva, buf, len);
+	return 0;
 }
 
 static int do_translate(struct kvmi_conn *c, uint16_t cpu, uint64_t gva)
@@ -550,6 +591,8 @@ int cmd_introspect(int argc, char **argv)
 	struct introspect_opts o = { 0 };
 	struct option_group g = { NULL, introspect_options, &o };
 	char *pos[MAX_POS] = { NULL };
+	char sock_path[4096], cookie_path[4096];
+	unsigned char *rbuf = NULL;
 	unsigned char *wbuf = NULL;
 	uint64_t cpu = 0, a = 0, b = 0, d = 0;
 	struct watch w = { .action = KVMI_EVENT_ACTION_CONTINUE };
@@ -566,8 +609,28 @@ int cmd_introspect(int argc, char **argv)
 	if (np < 0)
 		return 1;
 	if (!o.socket) {
-		fprintf(stderr, "lkvm introspect: give --socket PATH (guests are not found by name yet)\n");
-		return 1;
+		/* lkvm introspect NAME COMMAND: the guest's registry entry,
+		 * as `lkvm run --name NAME --introspect listen` made it. */
+		if (np < 1 || !registry_name_valid(pos[0])) {
+			fprintf(stderr, "lkvm introspect: give a guest NAME or --socket PATH\n");
+			return 1;
+		}
+		if (introspect_paths(pos[0], sock_path, sizeof(sock_path),
+				     cookie_path, sizeof(cookie_path))) {
+			fprintf(stderr, "lkvm introspect: %s: no registry directory\n",
+				pos[0]);
+			return 1;
+		}
+		if (access(sock_path, F_OK)) {
+			fprintf(stderr, "lkvm introspect: %s: no such guest with introspection (lkvm run --name %s --introspect listen)\n",
+				pos[0], pos[0]);
+			return 1;
+		}
+		o.socket = sock_path;
+		if (!o.cookie)
+			o.cookie = cookie_path;
+		memmove(pos, pos + 1, (MAX_POS - 1) * sizeof(pos[0]));
+		np--;
 	}
 	if (!o.cookie) {
 		fprintf(stderr, "lkvm introspect: give --cookie FILE\n");
@@ -670,10 +733,15 @@ int cmd_introspect(int argc, char **argv)
 		return 1;
 	}
 
+	if (!strcmp(cmd, "read") && o.virt && !(rbuf = malloc(b))) {
+		free(wbuf);
+		return failed("read", -ENOMEM);
+	}
 	err = kvmi_connect(o.socket, o.cookie, TIMEOUT_MS, &c);
 	if (err) {
 		/* Connecting and the handshake fail on this side: errno. */
 		free(wbuf);
+		free(rbuf);
 		fprintf(stderr, "lkvm introspect: %s: %s\n", o.socket,
 			strerror(-err));
 		return 1;
@@ -684,9 +752,11 @@ int cmd_introspect(int argc, char **argv)
 	else if (!strcmp(cmd, "regs"))
 		ret = do_regs(c, (uint16_t)cpu);
 	else if (!strcmp(cmd, "read"))
-		ret = do_read(c, a, b, o.mapped);
+		ret = o.virt ? virt_access(c, (uint16_t)cpu, a, rbuf, b, false) :
+			       do_read(c, a, b, o.mapped);
 	else if (!strcmp(cmd, "write"))
-		ret = do_write(c, a, wbuf, wlen);
+		ret = o.virt ? virt_access(c, (uint16_t)cpu, a, wbuf, wlen, true) :
+			       do_write(c, a, wbuf, wlen);
 	else if (!strcmp(cmd, "translate"))
 		ret = do_translate(c, (uint16_t)cpu, a);
 	else if (!strcmp(cmd, "pause"))
@@ -697,6 +767,7 @@ int cmd_introspect(int argc, char **argv)
 		ret = do_watch(c, &w);
 	kvmi_close(c);
 	free(wbuf);
+	free(rbuf);
 	return ret;
 usage:
 	fprintf(stderr, "lkvm introspect: wrong arguments for '%s'; see 'lkvm help introspect'\n",

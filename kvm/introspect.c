@@ -40,6 +40,7 @@
 #include "lkvm/kvmi-proto.h"
 #include "lkvm/machine.h"
 #include "lkvm/options.h"
+#include "lkvm/registry.h"
 #include "lkvm/util.h"
 #include "lkvm/vcpu.h"
 
@@ -96,6 +97,7 @@ struct introspect {
 	int timeout_ms;
 	bool listen;
 	char *path;
+	char *cookie_path;	/* a cookie lkvm made (listen, no cookie=) */
 	uint8_t cookie[KVMI_COOKIE_MAX];
 	size_t cookie_len;
 	int listen_fd;
@@ -142,12 +144,48 @@ static const struct device_ops introspect_ops;
 static const struct option introspect_options[] = {
 	{ .name = "introspect", .type = OPT_STRING,
 	  .offset = offsetof(struct introspect_cfg, spec),
-	  .argname = "listen|connect=PATH,cookie=FILE[,timeout=MS]",
+	  .argname = "listen[=PATH]|connect=PATH[,cookie=FILE][,timeout=MS]",
 	  .help = "serve KVMI to one introspection tool (docs/kvmi.md)" },
 	OPTION_END,
 };
 
 /* ---- options ---------------------------------------------------------------- */
+
+int introspect_paths(const char *name, char *sock, size_t sock_len,
+		     char *cookie, size_t cookie_len)
+{
+	char dir[4096];
+	int err = registry_dir(dir, sizeof(dir));
+
+	if (err)
+		return err;
+	if ((size_t)snprintf(sock, sock_len, "%s/%s.kvmi", dir, name) >=
+		    sock_len ||
+	    (size_t)snprintf(cookie, cookie_len, "%s/%s.kvmi-cookie", dir,
+			     name) >= cookie_len)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+/* A fresh random cookie in a new file only its owner may read. */
+static int make_cookie(const char *path)
+{
+	uint8_t c[32];
+	int fd, err = 0;
+
+	unlink(path);		/* left by a guest of this name that died */
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	if (kvmi_io_random(c, sizeof(c)) ||
+	    write(fd, c, sizeof(c)) != (ssize_t)sizeof(c))
+		err = -EIO;
+	close(fd);
+	explicit_bzero(c, sizeof(c));
+	if (err)
+		unlink(path);
+	return err;
+}
 
 static int parse_spec(struct introspect *in, const char *spec)
 {
@@ -159,7 +197,31 @@ static int parse_spec(struct introspect *in, const char *spec)
 		return -ENOMEM;
 	for (tok = strtok_r(s, ",", &save); tok;
 	     tok = strtok_r(NULL, ",", &save)) {
-		if (!strncmp(tok, "listen=", 7) || !strncmp(tok, "connect=", 8)) {
+		if (!strcmp(tok, "listen")) {
+			/* In the registry, for `lkvm introspect NAME`. */
+			char sock[4096], cpath[4096];
+
+			if (in->path) {
+				pr_err("--introspect: one listen= or connect=");
+				err = -EINVAL;
+				goto out;
+			}
+			err = introspect_paths(in->m->cfg.name, sock,
+					       sizeof(sock), cpath,
+					       sizeof(cpath));
+			if (err) {
+				pr_err("--introspect listen: %s", strerror(-err));
+				goto out;
+			}
+			in->listen = true;
+			in->path = strdup(sock);
+			in->cookie_path = strdup(cpath);
+			if (!in->path || !in->cookie_path) {
+				err = -ENOMEM;
+				goto out;
+			}
+		} else if (!strncmp(tok, "listen=", 7) ||
+			   !strncmp(tok, "connect=", 8)) {
 			if (in->path) {
 				pr_err("--introspect: one listen= or connect=");
 				err = -EINVAL;
@@ -190,8 +252,22 @@ static int parse_spec(struct introspect *in, const char *spec)
 			goto out;
 		}
 	}
+	if (in->cookie_path && cookie) {
+		free(in->cookie_path);	/* the operator's own cookie */
+		in->cookie_path = NULL;
+	} else if (in->cookie_path) {
+		cookie = in->cookie_path;
+		err = make_cookie(cookie);
+		if (err) {
+			pr_err("--introspect: cannot write the cookie %s: %s",
+			       cookie, strerror(-err));
+			free(in->cookie_path);
+			in->cookie_path = NULL;
+			goto out;
+		}
+	}
 	if (!in->path || !in->path[0] || !cookie || !cookie[0]) {
-		pr_err("--introspect needs listen=PATH or connect=PATH, and cookie=FILE");
+		pr_err("--introspect needs listen, listen=PATH or connect=PATH, and cookie=FILE");
 		err = -EINVAL;
 		goto out;
 	}
@@ -1499,6 +1575,9 @@ static void free_in(struct introspect *in)
 	if (in->ram_fd >= 0)
 		close(in->ram_fd);	/* the mappings keep the memory */
 	free(in->path);
+	if (in->cookie_path)
+		unlink(in->cookie_path);
+	free(in->cookie_path);
 	free(in);
 }
 

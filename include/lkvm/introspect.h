@@ -17,4 +17,13 @@ struct machine;
 #define INTROSPECT_UNHOOK_MS 2000
 void introspect_unhook(struct machine *m);
 
+/*
+ * Where `lkvm run --name NAME --introspect listen` listens and puts the
+ * cookie it makes, in the registry ($LKVM_HOME): NAME.kvmi and
+ * NAME.kvmi-cookie. 0 or -errno.
+ */
+#include <stddef.h>
+int introspect_paths(const char *name, char *sock, size_t sock_len,
+		     char *cookie, size_t cookie_len);
+
 #endif
