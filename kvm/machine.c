@@ -370,10 +370,18 @@ static int on_unhandled(void *opaque, struct kvm_vcpu *kv, struct kvm_run *run)
 	return crash(opaque, kv, why);
 }
 
+static int on_debug(void *opaque, struct kvm_vcpu *kv,
+		    struct kvm_debug_exit_arch *arch)
+{
+	(void)opaque;
+	return vcpu_debug_exit(kvm_vcpu_opaque(kv), arch);
+}
+
 static const struct kvm_callbacks callbacks = {
 	.pio = on_pio,
 	.mmio = on_mmio,
 	.wrmsr = on_wrmsr,
+	.debug = on_debug,
 	.shutdown = on_shutdown,
 	.system_event = on_system_event,
 	.unhandled = on_unhandled,
@@ -538,7 +546,7 @@ int machine_init(struct machine *m)
 	/* Known from the start: tables and devices size themselves by it. */
 	m->ncpus = m->cfg.ncpus;
 	m->vcpus = calloc(m->ncpus, sizeof(*m->vcpus));
-	if (!m->vcpus || machine_vcpu_ctl_init(m))
+	if (!m->vcpus || machine_vcpu_ctl_init(m) || machine_debug_init(m))
 		return -ENOMEM;
 	for (unsigned int i = 0; i < m->ncpus; i++)
 		if (vcpu_ctl_init(&m->vcpus[i]))
@@ -748,6 +756,7 @@ void machine_exit(struct machine *m)
 		vcpu_ctl_free(&m->vcpus[i]);
 	}
 	machine_vcpu_ctl_free(m);
+	machine_debug_free(m);
 	machine_free_counters(m);
 	free(m->vcpus);
 	m->vcpus = NULL;

@@ -56,6 +56,7 @@ struct pci_bus;
 struct fd_watch;
 struct vcpu_ctl;
 struct machine_vcpu_ctl;
+struct machine_debug;
 struct control;
 struct counters;
 struct msi_routes;
@@ -124,6 +125,8 @@ struct machine {
 	struct machine_vcpu_ctl *vctl;
 	struct control *control;
 	struct counters *counters;
+	/* Guest debug: breakpoints and steps of each owner (vcpu-debug.c). */
+	struct machine_debug *debug;
 
 	/*
 	 * Virtio (virtio/): the MSI routes that virtio-pci's MSI-X vectors

@@ -202,6 +202,149 @@ void vcpu_event_reply(struct vcpu_event *ev, int reply);
  */
 struct vcpu_event *vcpu_event_next(struct machine *m, int timeout_ms);
 
+/* ---- guest debug: hardware breakpoints and single step (kvm/vcpu-debug.c)
+ *
+ * Several owners (a GDB stub, the introspection server) debug the same
+ * guest. Each sets its own hardware breakpoints and single step per vCPU;
+ * this layer merges them into the one KVM_SET_GUEST_DEBUG a vCPU has
+ * (DR0-3 and DR7, at most VCPU_DEBUG_MAX_BP breakpoints in total, an
+ * identical breakpoint of two owners sharing one register) and routes
+ * each KVM_EXIT_DEBUG to the owners whose breakpoint or step matched
+ * (DR6), through the handler the owner registered. A debug exit that no
+ * owner claims (the guest's own TF trap, say) is delivered to the guest
+ * as the #DB (or #BP) a real CPU would raise.
+ *
+ * Changes take effect before the vCPU next enters the guest: a running
+ * vCPU is kicked; a held or parked one is updated before it runs again.
+ * Any thread, including handlers on the vCPU's own thread.
+ */
+
+enum vcpu_debug_owner {
+	VCPU_DEBUG_GDB,
+	VCPU_DEBUG_KVMI,
+	VCPU_DEBUG_NR,
+};
+
+#define VCPU_DEBUG_MAX_BP 4	/* DR0-DR3 */
+
+enum vcpu_bp_type {
+	VCPU_BP_EXEC,		/* instruction fetch at addr (len 1) */
+	VCPU_BP_WRITE,		/* data write to [addr, addr + len) */
+	VCPU_BP_RW,		/* data read or write */
+};
+
+struct vcpu_bp {
+	uint64_t addr;		/* guest linear (virtual) address */
+	enum vcpu_bp_type type;
+	unsigned int len;	/* 1, 2, 4 or 8, addr aligned to it; exec: 1 */
+};
+
+/* What an owner's handler is told about a debug exit. */
+struct vcpu_debug_hit {
+	unsigned int exception;	/* 1 (#DB) or 3 (#BP, an int3) */
+	uint64_t pc;		/* linear RIP at the exit (after a data access) */
+	uint64_t dr6, dr7;	/* as KVM reported them */
+	bool step;		/* this owner's single step completed */
+	bool sw_bp;		/* an int3 with this owner's software breakpoints */
+	unsigned int nbp;	/* this owner's breakpoints that matched */
+	struct vcpu_bp bp[VCPU_DEBUG_MAX_BP];
+};
+
+/* What a handler returns. */
+#define VCPU_DEBUG_RESUME	0	/* go on (past an exec breakpoint) */
+#define VCPU_DEBUG_REINJECT	1	/* deliver the #DB/#BP to the guest */
+
+/*
+ * Called on the vCPU's own thread for each debug exit routed to who.
+ * The vCPU is out of the guest and its state may be read and written
+ * here. To keep it stopped until the owner answers, either block in
+ * vcpu_event_wait() (another thread answers with vcpu_event_reply()), or
+ * take a hold with vcpu_hold_async() and return: the vCPU parks before it
+ * re-enters the guest, until released. When two owners match one exit,
+ * each handler runs in owner order; REINJECT from either wins.
+ */
+typedef int (*vcpu_debug_fn)(struct vcpu *v, enum vcpu_debug_owner who,
+			     const struct vcpu_debug_hit *hit, void *opaque);
+
+/* The machine's part (kvm/machine.c calls these). */
+int machine_debug_init(struct machine *m);
+void machine_debug_free(struct machine *m);
+/* KVM_EXIT_DEBUG on v's thread: routes it; KVM_CONTINUE or an error. */
+int vcpu_debug_exit(struct vcpu *v, const struct kvm_debug_exit_arch *arch);
+
+/*
+ * Registers (fn non-NULL) or removes who's handler. A debug exit copies
+ * the handler before calling it, so a call already on its way may still
+ * come after the removal: keep opaque alive until the vCPU threads have
+ * ended (or the owner's cleanup has answered its events).
+ */
+void machine_debug_set_handler(struct machine *m, enum vcpu_debug_owner who,
+			       vcpu_debug_fn fn, void *opaque);
+
+/*
+ * Adds who's breakpoint on v: 0 (also when who has it already),
+ * -EINVAL for a bad type, length or alignment, -ENOSPC when the four
+ * debug registers are taken by the owners together.
+ */
+int vcpu_debug_add_bp(struct vcpu *v, enum vcpu_debug_owner who,
+		      const struct vcpu_bp *bp);
+/* Removes it: 0, or -ENOENT when who has no such breakpoint on v. */
+int vcpu_debug_del_bp(struct vcpu *v, enum vcpu_debug_owner who,
+		      const struct vcpu_bp *bp);
+/* The same on every vCPU; an add that fails on one is undone on all. */
+int machine_debug_add_bp(struct machine *m, enum vcpu_debug_owner who,
+			 const struct vcpu_bp *bp);
+int machine_debug_del_bp(struct machine *m, enum vcpu_debug_owner who,
+			 const struct vcpu_bp *bp);
+/* Single step of v for who: one debug exit after each instruction. */
+int vcpu_debug_set_step(struct vcpu *v, enum vcpu_debug_owner who, bool on);
+bool vcpu_debug_stepping(struct vcpu *v, enum vcpu_debug_owner who);
+/*
+ * Software breakpoints for who on every vCPU (KVM_GUESTDBG_USE_SW_BP):
+ * the guest's int3 exits to who instead of the guest. Only where the
+ * host intercepts int3 (at CPL 0 on a paravirtual KVM it does not).
+ */
+int machine_debug_set_sw_bp(struct machine *m, enum vcpu_debug_owner who,
+			    bool on);
+/* Everything who set, on every vCPU: its breakpoints, steps, sw_bp. */
+void machine_debug_clear(struct machine *m, enum vcpu_debug_owner who);
+
+/*
+ * The merge, kept apart from vCPUs for tests: one vCPU's table of debug
+ * registers, each with the owners that share it.
+ */
+struct vcpu_debug_slots {
+	struct vcpu_bp bp[VCPU_DEBUG_MAX_BP];
+	unsigned int owners[VCPU_DEBUG_MAX_BP];	/* 1u << owner; 0: free */
+	unsigned int step;			/* owners single-stepping */
+	unsigned int sw_bp;			/* owners taking int3 */
+};
+
+int vcpu_debug_check_bp(const struct vcpu_bp *bp);
+int vcpu_debug_slots_add(struct vcpu_debug_slots *s,
+			 enum vcpu_debug_owner who, const struct vcpu_bp *bp);
+int vcpu_debug_slots_del(struct vcpu_debug_slots *s,
+			 enum vcpu_debug_owner who, const struct vcpu_bp *bp);
+void vcpu_debug_slots_clear(struct vcpu_debug_slots *s,
+			    enum vcpu_debug_owner who);
+/* The KVM_SET_GUEST_DEBUG argument for s. */
+void vcpu_debug_encode(const struct vcpu_debug_slots *s,
+		       struct kvm_guest_debug *dbg);
+/*
+ * The owners (a mask) a debug exit belongs to, given the table that was
+ * in KVM when it happened (applied) and the one owners want now (cur):
+ * an owner that removed its breakpoint or step meanwhile is not told.
+ * hit[owner] is filled for each owner in the mask. *stale is set when
+ * the exit came from lkvm's own, since removed, debugging (to be
+ * dropped, not delivered to the guest).
+ */
+unsigned int vcpu_debug_route(const struct vcpu_debug_slots *applied,
+			      const struct vcpu_debug_slots *cur,
+			      const struct kvm_debug_exit_arch *arch,
+			      struct vcpu_debug_hit hit[VCPU_DEBUG_NR],
+			      bool *stale);
+
+
 /* ---- statistics -------------------------------------------------------- */
 
 /*

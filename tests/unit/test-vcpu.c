@@ -14,17 +14,8 @@
 
 #include "lkvm/machine.h"
 #include "lkvm/vcpu.h"
+#include "flat-guest.h"
 #include "tap.h"
-
-static struct machine m;
-static int run_status = -1;
-
-static void *runner(void *arg)
-{
-	(void)arg;
-	run_status = machine_run(&m);
-	return NULL;
-}
 
 static uint64_t rbx_of(struct vcpu *v)
 {
@@ -60,41 +51,22 @@ static void nothing(struct vcpu *v, void *arg)
 	(void)arg;
 }
 
-/* Waits (bounded) until cond holds. */
-#define WAIT_UNTIL(cond)                                                  \
-	do {                                                              \
-		for (int i_ = 0; i_ < 2000 && !(cond); i_++)              \
-			usleep(1000);                                     \
-	} while (0)
-
 int main(void)
 {
 	/* inc ebx; out 0x80, al; jmp back */
 	static const unsigned char code[] = { 0x66, 0x43, 0xe6, 0x80,
 					      0xeb, 0xfa };
-	char path[] = "/tmp/lkvm-unit-vcpu.XXXXXX";
 	struct vcpu *v0, *v1;
 	struct vcpu_regs s;
 	struct vcpu_event *ev;
 	pthread_t t;
 	uint64_t a, b;
-	int fd = mkstemp(path);
 
-	if (fd < 0 || write(fd, code, sizeof(code)) != sizeof(code))
-		abort();
-	close(fd);
-	m.cfg.kernel = path;
-	m.cfg.ram_size = 16 << 20;
-	m.cfg.ncpus = 2;
-	m.cfg.detach = true;	/* no terminal */
-	m.cfg.name = "unit";
-	if (machine_setup_config(&m) || machine_init(&m))
-		abort();
-	unlink(path);
+	flat_guest_init(code, sizeof(code), 2, "unit");
 	v0 = &m.vcpus[0];
 	v1 = &m.vcpus[1];
 	CHECK(vcpu_state(v0) == VCPU_STATE_CREATED, "a vCPU starts created");
-	pthread_create(&t, NULL, runner, NULL);
+	flat_guest_start(&t);
 	WAIT_UNTIL(vcpu_state(v0) == VCPU_STATE_RUNNING);
 	CHECK(vcpu_state(v0) == VCPU_STATE_RUNNING, "its thread runs it");
 
