@@ -78,7 +78,10 @@ void help_introspect(FILE *f)
 		   "  watch WHAT...      streams events as JSON lines, one a line, and\n"
 		   "                     answers each; WHAT is write:GPA (write-protects\n"
 		   "                     the page), msr:INDEX (intercepts its writes),\n"
-		   "                     agent (the guest agent's doorbell), pause\n"
+		   "                     break:GVA (a hardware breakpoint), step (every\n"
+		   "                     instruction), agent (the agent's doorbell), pause\n"
+		   "  break GVA          watch break:GVA\n"
+		   "  step               watch step (give --count N)\n"
 		   "  protect GPA        watch write:GPA\n"
 		   "  msr watch INDEX    watch msr:INDEX\n");
 	print_options(f, &g, 1);
@@ -321,7 +324,9 @@ struct watch {
 	unsigned int npages;
 	uint32_t msrs[16];
 	unsigned int nmsrs;
-	bool agent, pause;
+	uint64_t bps[4];
+	unsigned int nbps;
+	bool agent, pause, step;
 	int action;
 	const char *exec;
 	uint64_t count;		/* 0: no limit */
@@ -353,12 +358,19 @@ static int parse_what(struct watch *w, const char *s)
 		    v > 0xffffffffull)
 			return -1;
 		w->msrs[w->nmsrs++] = (uint32_t)v;
+	} else if (!strncmp(s, "break:", 6)) {
+		if (w->nbps == ARRAY_SIZE(w->bps) ||
+		    !ctl_number("introspect", "break:GVA", s + 6, &v))
+			return -1;
+		w->bps[w->nbps++] = v;
+	} else if (!strcmp(s, "step")) {
+		w->step = true;
 	} else if (!strcmp(s, "agent")) {
 		w->agent = true;
 	} else if (!strcmp(s, "pause")) {
 		w->pause = true;
 	} else {
-		fprintf(stderr, "lkvm introspect: watch '%s': write:GPA, msr:INDEX, agent or pause\n",
+		fprintf(stderr, "lkvm introspect: watch '%s': write:GPA, msr:INDEX, break:GVA, step, agent or pause\n",
 			s);
 		return -1;
 	}
@@ -384,6 +396,10 @@ static const char *event_kind(uint16_t event)
 		return "pause";
 	case KVMI_VCPU_EVENT_TRAP:
 		return "trap";
+	case KVMI_VCPU_EVENT_BREAKPOINT:
+		return "break";
+	case KVMI_VCPU_EVENT_SINGLESTEP:
+		return "step";
 	}
 	return "other";
 }
@@ -415,6 +431,10 @@ static void event_json(const struct kvmi_event *ev, char *buf, size_t cap)
 	case KVMI_LKVM_VCPU_EVENT_AGENT:
 		snprintf(buf + n, cap - n, ",\"value\":%u",
 			 ev->data.agent.value);
+		break;
+	case KVMI_VCPU_EVENT_BREAKPOINT:
+		snprintf(buf + n, cap - n, ",\"gpa\":\"0x%llx\",\"insn_len\":%u",
+			 ev->data.breakpoint.gpa, ev->data.breakpoint.insn_len);
 		break;
 	}
 }
@@ -534,7 +554,14 @@ static int do_watch(struct kvmi_conn *c, struct watch *w)
 		if (!err && w->agent)
 			err = kvmi_control_vcpu_events(
 				c, cpu, KVMI_LKVM_VCPU_EVENT_AGENT, true);
+		if (!err && w->nbps)
+			err = kvmi_control_vcpu_events(
+				c, cpu, KVMI_VCPU_EVENT_BREAKPOINT, true);
+		if (!err && w->step)
+			err = kvmi_control_singlestep(c, cpu, true);
 	}
+	for (unsigned int i = 0; !err && i < w->nbps; i++)
+		err = kvmi_set_breakpoint(c, w->bps[i], true);
 	if (!err)
 		err = kvmi_control_vm_events(c, KVMI_VM_EVENT_UNHOOK, true);
 	for (unsigned int i = 0; !err && i < w->npages; i++)
@@ -694,15 +721,21 @@ int cmd_introspect(int argc, char **argv)
 		    (np > 3 && !ctl_number("introspect", "ADDR", pos[3], &d)))
 			goto usage;
 	} else if (!strcmp(cmd, "watch") || !strcmp(cmd, "protect") ||
-		   !strcmp(cmd, "msr")) {
+		   !strcmp(cmd, "msr") || !strcmp(cmd, "break") ||
+		   !strcmp(cmd, "step")) {
 		int first = 1;
 		char what[64];
 
-		if (!strcmp(cmd, "protect")) {
+		if (!strcmp(cmd, "protect") || !strcmp(cmd, "break")) {
 			if (np != 2)
 				goto usage;
-			snprintf(what, sizeof(what), "write:%s", pos[1]);
+			snprintf(what, sizeof(what), "%s:%s",
+				 cmd[0] == 'p' ? "write" : "break", pos[1]);
 			pos[1] = what;
+		} else if (!strcmp(cmd, "step")) {
+			if (np != 1)
+				goto usage;
+			w.step = true;
 		} else if (!strcmp(cmd, "msr")) {
 			if (np != 3 || strcmp(pos[1], "watch"))
 				goto usage;

@@ -862,6 +862,68 @@ static bool writable_ram(struct machine *m, uint64_t page)
 	return writable_ptr(m, page, KVMI_PAGE_SIZE) != NULL;
 }
 
+/* ---- breakpoints and single steps (the vCPU guest-debug layer) -------------------- */
+
+/*
+ * On the vCPU's thread, for a debug exit routed to introspection: a
+ * SINGLESTEP event for the tool's step, a BREAKPOINT event for its
+ * breakpoint (hardware: insn_len 0) or an int3 (insn_len 1).
+ */
+static int debug_hit(struct vcpu *v, enum vcpu_debug_owner who,
+		     const struct vcpu_debug_hit *hit, void *opaque)
+{
+	struct introspect *in = opaque;
+	int act, ret = VCPU_DEBUG_RESUME;
+
+	(void)who;
+	if (hit->step) {
+		struct kvmi_vcpu_event_singlestep ss = { .failed = 0 };
+
+		vcpu_send_event(in, v, KVMI_VCPU_EVENT_SINGLESTEP, &ss,
+				sizeof(ss), true, in->timeout_ms, NULL);
+	}
+	if (hit->nbp || hit->sw_bp) {
+		struct kvmi_vcpu_event_breakpoint bp = {
+			.gpa = ~0ull, .insn_len = hit->sw_bp ? 1 : 0,
+		};
+		uint64_t gpa;
+
+		if (!arch_translate(in->m, v, hit->pc, &gpa))
+			bp.gpa = gpa;
+		act = vcpu_send_event(in, v, KVMI_VCPU_EVENT_BREAKPOINT, &bp,
+				      sizeof(bp), false, in->timeout_ms, NULL);
+		/* An int3 is the guest's own unless the tool retries:
+		 * CONTINUE gives it its #BP. lkvm's hardware breakpoints
+		 * are the tool's: the guest never sees them. */
+		if (hit->sw_bp && act == KVMI_EVENT_ACTION_CONTINUE)
+			ret = VCPU_DEBUG_REINJECT;
+	}
+	return ret;
+}
+
+static bool do_set_breakpoint(struct introspect *in, const struct kvmi_req *r)
+{
+	struct vcpu_bp bp = {
+		.addr = r->a.set_breakpoint.gva, .type = VCPU_BP_EXEC, .len = 1,
+	};
+	int err = r->a.set_breakpoint.enable ?
+			  machine_debug_add_bp(in->m, VCPU_DEBUG_KVMI, &bp) :
+			  machine_debug_del_bp(in->m, VCPU_DEBUG_KVMI, &bp);
+
+	return reply(in, r, err == -ENOSPC ? -KVM_ENOMEM :
+			    err == -ENOENT ? -KVM_ENOENT :
+			    err ? -KVM_EINVAL : 0, NULL, 0);
+}
+
+static bool do_singlestep(struct introspect *in, const struct kvmi_req *r,
+			  struct vcpu *v)
+{
+	int err = vcpu_debug_set_step(v, VCPU_DEBUG_KVMI,
+				      r->a.control_singlestep.enable);
+
+	return reply(in, r, err ? -KVM_EOPNOTSUPP : 0, NULL, 0);
+}
+
 /* ---- commands that act on events and vCPUs ---------------------------------- */
 
 static bool do_pause(struct introspect *in, const struct kvmi_req *r)
@@ -1016,6 +1078,7 @@ static bool do_control_events(struct introspect *in, const struct kvmi_req *r)
 				    r->a.vm_control_events.event_id;
 	bool on = r->has_vcpu ? r->a.vcpu_control_events.enable :
 				r->a.vm_control_events.enable;
+	uint64_t bp = kvmi_event_bit(KVMI_VCPU_EVENT_BREAKPOINT), any = 0;
 
 	pthread_mutex_lock(&in->lock);
 	if (!r->has_vcpu)
@@ -1024,7 +1087,12 @@ static bool do_control_events(struct introspect *in, const struct kvmi_req *r)
 		in->vcpu_events[r->vcpu] |= kvmi_event_bit(id);
 	else
 		in->vcpu_events[r->vcpu] &= ~kvmi_event_bit(id);
+	for (unsigned int i = 0; i < in->m->ncpus; i++)
+		any |= in->vcpu_events[i] & bp;
 	pthread_mutex_unlock(&in->lock);
+	/* Where the host intercepts int3, the guest's int3s are events. */
+	if (id == KVMI_VCPU_EVENT_BREAKPOINT)
+		machine_debug_set_sw_bp(in->m, VCPU_DEBUG_KVMI, any != 0);
 	return reply(in, r, 0, NULL, 0);
 }
 
@@ -1154,6 +1222,10 @@ static bool run_command(struct introspect *in, const struct kvmi_req *r)
 		return do_control_msr(in, r);
 	case KVMI_LKVM_VM_MAP_MEMORY:
 		return do_map_memory(in, r);
+	case KVMI_LKVM_VM_SET_BREAKPOINT:
+		return do_set_breakpoint(in, r);
+	case KVMI_VCPU_CONTROL_SINGLESTEP:
+		return do_singlestep(in, r, v);
 	case KVMI_VM_GET_INFO: {
 		struct kvmi_vm_get_info_reply rep = { .vcpu_count = m->ncpus };
 		return reply(in, r, 0, &rep, sizeof(rep));
@@ -1220,6 +1292,7 @@ static void cleanup(struct introspect *in)
 		pr_warn("introspection: could not release the protected pages");
 	if (had_msrs)
 		apply_msr_filter(in);
+	machine_debug_clear(m, VCPU_DEBUG_KVMI);
 }
 
 /* An event reply: false when it is malformed or answers nothing. */
@@ -1631,15 +1704,14 @@ static int introspect_init(struct machine *m)
 	pthread_cond_init(&in->cond, NULL);
 	kvmi_proto_init(&in->proto, m->ncpus);
 	/* What mainline KVM lets lkvm do (docs/kvmi.md). */
-	in->proto.cmd_supported &= ~kvmi_cmd_bit(KVMI_VCPU_CONTROL_SINGLESTEP);
 	err = ram_to_memfd(in);
 	if (err) {
 		pr_warn("introspection: guest RAM cannot be shared (%s): no MAP_MEMORY",
 			strerror(-err));
 		in->proto.cmd_supported &= ~kvmi_cmd_bit(KVMI_LKVM_VM_MAP_MEMORY);
 	}
-	in->proto.ev_supported &= ~(kvmi_event_bit(KVMI_VCPU_EVENT_BREAKPOINT) |
-				    kvmi_event_bit(KVMI_VCPU_EVENT_SINGLESTEP));
+	/* Breakpoints and steps: the guest-debug layer (lkvm/vcpu.h). */
+	machine_debug_set_handler(m, VCPU_DEBUG_KVMI, debug_hit, in);
 	/* Writes to protected pages: RAM's MMIO exits come here. */
 	in->ram_hooked = true;
 	for (unsigned int i = 0; i < m->nmem; i++)
@@ -1671,7 +1743,7 @@ static int introspect_init(struct machine *m)
 	in->proto.cmd_allowed = in->proto.cmd_supported;
 	in->proto.ev_allowed = in->proto.ev_supported;
 	kvmi_io_random(in->info.uuid, sizeof(in->info.uuid));
-	in->info.features = KVMI_LKVM_F_AGENT |
+	in->info.features = KVMI_LKVM_F_AGENT | KVMI_LKVM_F_SINGLESTEP |
 			    (in->ram_fd >= 0 ? KVMI_LKVM_F_MAP_MEMORY : 0);
 	in->info.version = KVMI_VERSION;
 	in->info.max_msg_size = KVMI_MAX_MSG_SIZE;
@@ -1710,6 +1782,7 @@ static void introspect_exit(struct machine *m)
 		(void)!write(in->stop_pipe[1], "x", 1);
 		pthread_join(in->thread, NULL);
 	}
+	machine_debug_set_handler(m, VCPU_DEBUG_KVMI, NULL, NULL);
 	free_in(in);
 	cfg->in = NULL;
 }

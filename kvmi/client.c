@@ -656,6 +656,14 @@ int kvmi_control_singlestep(struct kvmi_conn *c, uint16_t vcpu, bool enable)
 		     NULL, 0);
 }
 
+int kvmi_set_breakpoint(struct kvmi_conn *c, uint64_t gva, bool enable)
+{
+	struct kvmi_lkvm_vm_set_breakpoint a = { .gva = gva, .enable = enable };
+
+	return call1(c, KVMI_LKVM_VM_SET_BREAKPOINT, -1, &a, sizeof(a), NULL,
+		     0);
+}
+
 int kvmi_translate_gva(struct kvmi_conn *c, uint16_t vcpu, uint64_t gva,
 		       uint64_t *gpa)
 {

@@ -224,3 +224,30 @@ reply-wrong-seq closed"
 	run ki g read --mapped 0xffffffff000 8
 	[ "$status" -eq 1 ]
 }
+
+@test "break: a hardware breakpoint on the guest's code sends BREAKPOINT events" {
+	start g
+	code=$(grep -oE '^# introspect page .* code 0x[0-9a-f]+' "$TMP/g.log" |
+		awk '{ print $NF }')
+	run ki g break "$code" --count 2
+	[ "$status" -eq 0 ] || { echo "$output"; return 1; }
+	[ "${#lines[@]}" -eq 3 ] || { echo "$output"; return 1; }
+	# Where it stopped: the code's address, identity-mapped.
+	[[ "${lines[1]}" == '{"event":"break","vcpu":0,"rip":"'"$code"'","gpa":"'"$code"'","insn_len":0,"action":"continue"}' ]] ||
+		{ echo "$output"; return 1; }
+	# The guest never saw it, and goes on once the tool has gone.
+	k=$(last_round g)
+	wait_for "$TMP/g.log" "^# introspect mark $((k + 1))\$" 10
+}
+
+@test "step: SINGLESTEP events, one per instruction, the guest goes on after" {
+	start g
+	run ki g step --count 8
+	[ "$status" -eq 0 ] || { echo "$output"; return 1; }
+	[ "$(grep -c '^{"event":"step","vcpu":0,"rip":"0x' <<<"$output")" -eq 8 ] ||
+		{ echo "$output"; return 1; }
+	# Each a different instruction: RIP moves on.
+	[ "$(grep -o '"rip":"0x[0-9a-f]*"' <<<"$output" | sort -u | wc -l)" -ge 4 ]
+	k=$(last_round g)
+	wait_round g $((k + 2))
+}

@@ -6,6 +6,7 @@
  *   - writes 0x10+K to MSR IA32_SYSENTER_CS, reads it back;
  *   - rings lkvm's agent doorbell (a 32-bit OUT of K to port 0xdb0)
  *     with rbx = 0, and reports rbx as the tool may have set it;
+ *   - calls introspect_mark() (its address is printed: a breakpoint);
  * and prints what it observed, so a tool's replies show in what the
  * guest saw: a refused write leaves the old value, a replaced MSR value
  * is what RDMSR returns. Never returns.
@@ -14,6 +15,13 @@
 
 #define AGENT_PORT 0xdb0
 #define MSR_SYSENTER_CS 0x174
+
+/* Code at a known address, run once a round: a tool may break on it. */
+__attribute__((noinline)) static uint64_t introspect_mark(uint64_t k)
+{
+	__asm__ volatile("" : "+r"(k));
+	return k + 1;
+}
 
 /* A page nothing else writes: a tool may write-protect it. */
 static volatile uint64_t watched[512] __attribute__((aligned(4096)));
@@ -41,8 +49,9 @@ int check_introspect(char *msg, size_t n)
 	(void)msg;
 	(void)n;
 	watched[0] = 0x1000;
-	kprintf("# introspect page 0x%lx msr 0x%x port 0x%x\n",
-		(uint64_t)(uintptr_t)watched, MSR_SYSENTER_CS, AGENT_PORT);
+	kprintf("# introspect page 0x%lx msr 0x%x port 0x%x code 0x%lx\n",
+		(uint64_t)(uintptr_t)watched, MSR_SYSENTER_CS, AGENT_PORT,
+		(uint64_t)(uintptr_t)introspect_mark);
 	wait_tick();
 	uint64_t t0 = ticks;
 	for (uint64_t k = 1;; k++) {
@@ -56,5 +65,6 @@ int check_introspect(char *msg, size_t n)
 			0x10 + k, rdmsr(MSR_SYSENTER_CS));
 		kprintf("# introspect agent %lu rbx 0x%lx\n", k,
 			agent_call((uint32_t)k));
+		kprintf("# introspect mark %lu\n", introspect_mark(k) - 1);
 	}
 }
