@@ -84,6 +84,10 @@ $(O)/san/tests/%: tests/unit/%.c $(O)/san/liblkvm.a
 $(O)/bench/%: bench/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
+# bench/kvmi.sh's tool is an introspection tool: it links libkvmi.
+$(O)/bench/kvmi-bench: bench/kvmi-bench.c $(KVMILIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(KVMILIB) $(LDLIBS)
 
 .PHONY: all setup run check check-linux unit bench clean
 setup:

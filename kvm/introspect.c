@@ -381,7 +381,12 @@ static void event_arch(struct vcpu *v, struct kvmi_vcpu_event_arch *a)
 	memset(e, 0, sizeof(e));
 	for (unsigned int i = 0; i < ARRAY_SIZE(e); i++)
 		e[i].index = event_msrs[i];
-	/* All or nothing: one the CPU lacks fails the lot, so ask singly. */
+	/* One ioctl; where one MSR is missing it fails the lot: singly. */
+	if (!kvm_get_msrs(v->kvm, e, ARRAY_SIZE(e))) {
+		for (unsigned int i = 0; i < ARRAY_SIZE(e); i++)
+			out[i] = e[i].data;
+		return;
+	}
 	for (unsigned int i = 0; i < ARRAY_SIZE(e); i++)
 		if (!kvm_get_msrs(v->kvm, &e[i], 1))
 			out[i] = e[i].data;
@@ -1331,12 +1336,24 @@ static void serve(struct introspect *in)
 		{ .fd = in->listen_fd, .events = POLLIN },
 	};
 	unsigned int npfd = in->listen_fd >= 0 ? 3 : 2;
+	bool more = false;	/* the last read found a message: try again */
 
 	for (;;) {
 		struct kvmi_req r;
 		size_t len;
 		int n, err;
 
+		/* A tool that sends several commands at once gets them read
+		 * back to back, without a poll() each. */
+		if (more && !machine_stopping(in->m)) {
+			err = kvmi_io_recv(in->conn_fd, in->buf,
+					   sizeof(in->buf), 0, &len, NULL);
+			more = !err;
+			if (!err)
+				goto got;
+			if (err != -ETIMEDOUT && err != -EINTR)
+				return;
+		}
 		n = poll(pfd, npfd, POLL_MS);
 		if (n < 0 && errno != EINTR)
 			return;
@@ -1359,6 +1376,8 @@ static void serve(struct introspect *in)
 			continue;
 		if (err)
 			return;		/* gone, cut short, stalled, oversized */
+		more = true;
+got:
 		if (kvmi_parse(&in->proto, in->buf, len, &r) < 0)
 			return;
 		if (r.kind != KVMI_REQ_COMMAND) {

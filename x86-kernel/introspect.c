@@ -68,3 +68,18 @@ int check_introspect(char *msg, size_t n)
 		kprintf("# introspect mark %lu\n", introspect_mark(k) - 1);
 	}
 }
+
+/*
+ * The `introspect-bench` check (bench/kvmi.sh): says where its page is,
+ * then writes to it as fast as it can, forever. Each write to the page a
+ * tool protects is one PF event.
+ */
+int check_introspect_bench(char *msg, size_t n)
+{
+	(void)msg;
+	(void)n;
+	kprintf("# introspect-bench page 0x%lx\n",
+		(uint64_t)(uintptr_t)&watched[0]);
+	for (uint64_t k = 1;; k++)
+		watched[1] = k;
+}

@@ -354,6 +354,7 @@ void memcpy_user(void *dst, const void *src, uint64_t n);
 void magic_init(void);
 int check_heartbeat(char *msg, size_t n);
 int check_introspect(char *msg, size_t n);
+int check_introspect_bench(char *msg, size_t n);
 
 /* virtio.c and friends */
 void virtio_discover(void);

@@ -26,6 +26,7 @@ static const struct check checks[] = {
 	{ "heartbeat", check_heartbeat, false, 0 },
 	{ "blkbench", check_blkbench, false, 0 },
 	{ "introspect", check_introspect, false, 0 },
+	{ "introspect-bench", check_introspect_bench, false, 0 },
 };
 
 #define MAX_RUN 32
