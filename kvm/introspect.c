@@ -59,6 +59,7 @@
 /* How often the idle server looks whether the machine stops. */
 #define POLL_MS 200
 #define MSG_MAX (sizeof(struct kvmi_msg_hdr) + KVMI_MAX_MSG_SIZE)
+#define OUTQ_SIZE (64 * 1024)
 
 struct introspect_cfg {
 	const char *spec;		/* --introspect listen=|connect=... */
@@ -135,6 +136,13 @@ struct introspect {
 	uint64_t ram_fd_size;
 	struct kvmi_lkvm_mem_region ram_regions[MACHINE_MAX_REGIONS];
 	unsigned int nram_regions;
+	/*
+	 * Replies to commands read back to back wait here and go out in one
+	 * send when no command is left to read (one wake-up of the tool for
+	 * many replies). Only this thread touches it.
+	 */
+	uint8_t outq[OUTQ_SIZE];
+	size_t outq_len;
 	uint8_t buf[MSG_MAX];
 	uint8_t out[MSG_MAX];
 };
@@ -318,6 +326,15 @@ static void drop_tool(struct introspect *in, const char *why)
 	pthread_mutex_unlock(&in->send_lock);
 }
 
+/* Sends the queued replies. */
+static bool flush_replies(struct introspect *in)
+{
+	bool ok = !in->outq_len || send_msg(in, in->outq, in->outq_len);
+
+	in->outq_len = 0;
+	return ok;
+}
+
 static bool reply(struct introspect *in, const struct kvmi_req *r, int err,
 		  const void *data, size_t len)
 {
@@ -331,7 +348,11 @@ static bool reply(struct introspect *in, const struct kvmi_req *r, int err,
 		if (n < 0)
 			return false;
 	}
-	return send_msg(in, in->out, (size_t)n);
+	if (in->outq_len + (size_t)n > sizeof(in->outq) && !flush_replies(in))
+		return false;
+	memcpy(in->outq + in->outq_len, in->out, (size_t)n);
+	in->outq_len += (size_t)n;
+	return true;
 }
 
 /* A temporary hold for a command that reads a vCPU: 0 or -KVM_E*. */
@@ -1354,13 +1375,18 @@ static void serve(struct introspect *in)
 			if (err != -ETIMEDOUT && err != -EINTR)
 				return;
 		}
+		/* Nothing more to read now: the replies go out. */
+		if (!flush_replies(in))
+			return;
 		n = poll(pfd, npfd, POLL_MS);
 		if (n < 0 && errno != EINTR)
 			return;
 		if (stop_requested(in, n > 0 ? pfd[1].revents : 0))
 			return;
-		if (npfd == 3 && (pfd[2].revents & POLLIN)) {
-			/* One tool at a time: a second one is turned away. */
+		/* One tool at a time: a second one is turned away, once the
+		 * first is seen alive (one that is closing is handled first,
+		 * so that a tool reconnecting at once is served next). */
+		if (npfd == 3 && (pfd[2].revents & POLLIN) && !pfd[0].revents) {
 			int c = accept4(in->listen_fd, NULL, NULL, SOCK_CLOEXEC);
 
 			if (c >= 0)
@@ -1412,7 +1438,9 @@ static void session(struct introspect *in, int fd)
 	__atomic_store_n(&in->connected, true, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&in->lock);
 	pthread_mutex_unlock(&in->send_lock);
+	in->outq_len = 0;
 	serve(in);
+	flush_replies(in);	/* what was answered before it ended */
 	cleanup(in);
 	pthread_mutex_lock(&in->send_lock);
 	in->conn_fd = -1;
@@ -1604,6 +1632,10 @@ static bool do_map_memory(struct introspect *in, const struct kvmi_req *r)
 		return reply(in, r, -KVM_EINVAL, NULL, 0);
 	}
 	iov = (struct iovec){ in->out, (size_t)n };
+	if (!flush_replies(in)) {
+		close(fd);
+		return false;
+	}
 	pthread_mutex_lock(&in->send_lock);
 	ok = in->conn_fd >= 0 && kvmi_io_send(in->conn_fd, &iov, 1, fd) == 0;
 	pthread_mutex_unlock(&in->send_lock);
