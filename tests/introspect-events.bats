@@ -178,6 +178,9 @@ access-read-only 0
 access-no-read -22
 access-no-exec -22
 set-registers-outside-event -95
+get-xcr0 0 x87 1
+get-xsave 0 4096
+get-xcr1 -22
 map-memory 0 fds 1 writable 0
 mapped-word-ok 1
 writable-mapping refused
@@ -250,4 +253,15 @@ reply-wrong-seq closed"
 	[ "$(grep -o '"rip":"0x[0-9a-f]*"' <<<"$output" | sort -u | wc -l)" -ge 4 ]
 	k=$(last_round g)
 	wait_round g $((k + 2))
+}
+
+@test "inject: the guest takes the exception with its error code; TRAP says so" {
+	start g
+	run ki g inject 13 0x1234
+	[ "$status" -eq 0 ] || { echo "$output"; return 1; }
+	[ "$output" = "vcpu 0 exception 13 error_code 0x1234" ] || { echo "$output"; return 1; }
+	wait_for "$TMP/g.log" '^Bail out! exception .*\(vector 13\) error 0x1234 ' 10
+	# Out of range: refused by the codec.
+	run ki g inject 32
+	[ "$status" -eq 1 ]
 }

@@ -78,6 +78,24 @@ if len(sys.argv) > 3 and sys.argv[3] == "events":
     send(20, 99, struct.pack("=HHI", 1, 0, 0) + struct.pack("=QB7x", gpa, 7))
     recv_msg()                  # released again
     cmd("set-registers-outside-event", 9, VCPU0 + b"\0" * 144)
+    # XCR0 has x87 state (bit 0) always; XSAVE is a whole struct kvm_xsave.
+    seq = 96
+    send(17, seq, VCPU0 + struct.pack("=B7x", 0))
+    while True:
+        rid, rseq, reply = recv_msg()
+        if rid not in (0, 1):
+            break
+        events.append((rid, rseq, reply))
+    err, _, xcr0 = struct.unpack("=iIQ", reply[:16])
+    print("get-xcr0", err, "x87", xcr0 & 1)
+    send(19, 95, VCPU0)
+    while True:
+        rid, rseq, reply = recv_msg()
+        if rid not in (0, 1):
+            break
+        events.append((rid, rseq, reply))
+    print("get-xsave", struct.unpack("=i", reply[:4])[0], len(reply) - 8)
+    cmd("get-xcr1", 17, VCPU0 + struct.pack("=B7x", 1))
     # MAP_MEMORY: a read-only descriptor of guest RAM on the reply.
     import array, mmap
     send(0x400, 97, b"\0" * 8)
