@@ -11,6 +11,14 @@
  *                                  one PF event to the next, each answered
  *                                  CONTINUE (event, reply, guest goes on,
  *                                  writes again): the median of N
+ *   kvmi-bench protect SOCK COOKIE GPA MS
+ *                                  write-protects GPA's page for MS ms
+ *                                  with no event switched on: each write
+ *                                  exits and lkvm does it (the same guest
+ *                                  code's exit, without the tool); wall
+ *                                  and lkvm CPU time of the window, for
+ *                                  bench/kvmi.sh to divide by the count
+ *                                  of writes `lkvm stat` shows
  *   kvmi-bench read SOCK COOKIE GPA MIB
  *                                  4 KiB KVMI_VM_READ_PHYSICAL: MiB/s
  *   kvmi-bench mapped SOCK COOKIE MIB
@@ -191,6 +199,25 @@ static int rtt(struct kvmi_conn *c, uint64_t gpa, unsigned int n)
  * (each waits for its reply), and 1 MiB calls, which the client library
  * sends as 256 requests with up to 16 in flight.
  */
+static int protect_window(struct kvmi_conn *c, uint64_t gpa, unsigned int ms)
+{
+	uint8_t ro = KVMI_PAGE_ACCESS_R | KVMI_PAGE_ACCESS_X, rwx = 7;
+	double t0, c0;
+	int err;
+
+	gpa &= ~0xfffull;
+	if ((err = kvmi_set_page_access(c, &gpa, &ro, 1))) {
+		fprintf(stderr, "kvmi-bench: %s\n", kvmi_strerror(err));
+		return 1;
+	}
+	t0 = now_us();
+	c0 = cpu_us(vmm_pid);
+	usleep(ms * 1000);
+	printf("noevent-window %.0f us\n", now_us() - t0);
+	printf("noevent-cpu %.0f us\n", cpu_us(vmm_pid) - c0);
+	return kvmi_set_page_access(c, &gpa, &rwx, 1) ? 1 : 0;
+}
+
 static int read_physical(struct kvmi_conn *c, uint64_t gpa, unsigned int mib)
 {
 	static uint8_t buf[1 << 20];
@@ -295,6 +322,9 @@ int main(int argc, char **argv)
 	kvmi_set_timeout(c, 10000);
 	if (!strcmp(argv[1], "rtt") && argc == 6)
 		ret = rtt(c, strtoull(argv[4], NULL, 0), atoi(argv[5]));
+	else if (!strcmp(argv[1], "protect") && argc == 6)
+		ret = protect_window(c, strtoull(argv[4], NULL, 0),
+				     atoi(argv[5]));
 	else if (!strcmp(argv[1], "read") && argc == 6)
 		ret = read_physical(c, strtoull(argv[4], NULL, 0),
 				    atoi(argv[5]));

@@ -6,8 +6,11 @@
 #    event CONTINUE; from one event to the next = exit, event, reply,
 #    the write done, the guest on to its next write. Wall time, and
 #    lkvm's own CPU time per event (all its threads, guest time included);
-#  - the floor: the same write exiting as plain MMIO in a raw KVM guest
-#    (no VMM at all, bench/kvmi-bench.c floor), wall and CPU time;
+#  - the floor: a write exiting as plain MMIO in a raw real-mode KVM
+#    guest (no VMM at all, bench/kvmi-bench.c floor), wall and CPU time;
+#  - the same guest write as the round trip's, exiting to lkvm from the
+#    protected page with no event (lkvm writes it): the round trip
+#    without the tool, for the same (emulated, 64-bit) guest code;
 #  - KVMI_VM_READ_PHYSICAL in 4 KiB requests: one call each, and
 #    pipelined (1 MiB calls, 16 requests in flight), with the throughput
 #    the CPU time of lkvm and the tool allows (what a machine with cores
@@ -43,6 +46,13 @@ pid=$(./lkvm list | awk -v n="$name" '$1 == n { print $2 }')
 for ((r = 0; r < RUNS; r++)); do
 	"$B" floor 3000
 	VMM_PID=$pid "$B" rtt "$sock" "$cookie" "$gpa" "$EVENTS"
+	# The same write exiting to lkvm with no event: writes counted by
+	# `lkvm stat` (the kvmi-ram region) during a protected window.
+	w0=$(./lkvm stat "$name" | awk '$1 == "kvmi-ram" { print $3 }')
+	VMM_PID=$pid "$B" protect "$sock" "$cookie" "$gpa" 500 >"$tmp/win"
+	w1=$(./lkvm stat "$name" | awk '$1 == "kvmi-ram" { print $3 }')
+	awk -v n=$((w1 - w0)) '$1 == "noevent-window" { printf "noevent %.2f\n", $2 / n }
+		$1 == "noevent-cpu" { printf "noevent-cpu %.2f\n", $2 / n }' "$tmp/win"
 	VMM_PID=$pid "$B" read "$sock" "$cookie" 0x100000 32
 	"$B" mapped "$sock" "$cookie" 512
 done >"$tmp/out"
@@ -59,8 +69,12 @@ rtt=$(median rtt) rtt_cpu=$(median rtt-vmm-cpu)
 printf 'KVMI, medians of %d runs (%d events each)\n' "$RUNS" "$EVENTS"
 printf '  %-44s %8s us  (CPU %s us)\n' "raw MMIO exit (floor)" "$floor" "$floor_cpu"
 printf '  %-44s %8s us  (lkvm CPU %s us)\n' "event round trip (write, PF, CONTINUE)" "$rtt" "$rtt_cpu"
+noev=$(median noevent) noev_cpu=$(median noevent-cpu)
+printf '  %-44s %8s us  (lkvm CPU %s us)\n' "the same write, exit to lkvm, no event" "$noev" "$noev_cpu"
 printf '  %-44s %8s x   (CPU %s x; target 2)\n' "round trip / floor" \
 	"$(ratio "$rtt" "$floor")" "$(ratio "$rtt_cpu" "$floor_cpu")"
+printf '  %-44s %8s x   (CPU %s x)\n' "round trip / the same write without event" \
+	"$(ratio "$rtt" "$noev")" "$(ratio "$rtt_cpu" "$noev_cpu")"
 printf '  %-44s %8s MiB/s (target 500)\n' "read physical, 4 KiB, one at a time" "$(median read)"
 printf '  %-44s %8s MiB/s (target 500)\n' "read physical, 4 KiB, 16 in flight" "$(median read-pipelined)"
 printf '  %-44s %8s MiB/s\n' "  the same, from lkvm's and the tool's CPU time" "$(median read-cpu-bound)"

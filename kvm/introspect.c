@@ -79,6 +79,7 @@ struct ipend {
 	bool answered;			/* by the tool, new_val with it */
 	uint64_t pf_gpa;		/* a PF event's page */
 	bool retry_lands;		/* its RETRY found the page released */
+	bool exit_fresh;		/* the next event is its exit's first */
 	bool pause_queued;		/* a PAUSE event is on its way */
 	struct kvmi_vcpu_event_trap trap;	/* a TRAP event's data */
 	uint8_t msg[sizeof(struct kvmi_msg_hdr) +
@@ -131,6 +132,7 @@ struct introspect {
 	uint32_t msrs[MAX_MSRS];
 	unsigned int nmsrs;
 	bool user_msr;			/* KVM_CAP_X86_USER_SPACE_MSR is on */
+	bool sync_regs;			/* KVM_CAP_SYNC_REGS has regs, sregs */
 	/* Guest RAM as a memfd (KVMI_LKVM_VM_MAP_MEMORY), or -1. */
 	int ram_fd;
 	uint64_t ram_fd_size;
@@ -387,14 +389,33 @@ static const uint32_t event_msrs[] = {
 	0x277, 0xc0000102,		/* PAT, KERNEL_GS_BASE */
 };
 
-static void event_arch(struct vcpu *v, struct kvmi_vcpu_event_arch *a)
+#define SYNC_WANT (KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS)
+
+/*
+ * The vCPU's state for an event. fresh: called from the handler of the
+ * exit itself, where the registers KVM copied into kvm_run at that exit
+ * (KVM_CAP_SYNC_REGS) are the vCPU's: two ioctls fewer per event.
+ * Anywhere else (work, a second event of one exit) the ioctls.
+ */
+static void event_arch(struct introspect *in, struct vcpu *v, bool fresh,
+		       struct kvmi_vcpu_event_arch *a)
 {
 	struct kvm_msr_entry e[ARRAY_SIZE(event_msrs)];
+	struct kvm_run *run = kvm_vcpu_run_state(v->kvm);
 	struct vcpu_regs s;
 	__u64 *out = &a->msrs.sysenter_cs;
 
 	memset(a, 0, sizeof(*a));
-	if (!vcpu_get_state(v, VCPU_STATE_REGS | VCPU_STATE_SREGS, &s)) {
+	if (fresh && in->sync_regs && (run->kvm_valid_regs & SYNC_WANT) ==
+					      SYNC_WANT) {
+		a->mode = (uint8_t)vcpu_mode(&run->s.regs.sregs);
+		a->regs = run->s.regs.regs;
+		a->sregs = run->s.regs.sregs;
+	} else if (!vcpu_get_state(v, VCPU_STATE_REGS | VCPU_STATE_SREGS,
+				   &s)) {
+		/* From now on each exit brings them (this thread's run). */
+		if (in->sync_regs)
+			run->kvm_valid_regs |= SYNC_WANT;
 		a->mode = (uint8_t)vcpu_mode(&s.sregs);
 		a->regs = s.regs;
 		a->sregs = s.sregs;
@@ -457,7 +478,8 @@ static int vcpu_send_event(struct introspect *in, struct vcpu *v,
 
 	if (!__atomic_load_n(&in->connected, __ATOMIC_ACQUIRE))
 		return KVMI_EVENT_ACTION_CONTINUE;
-	event_arch(v, &arch);
+	event_arch(in, v, pd->exit_fresh, &arch);
+	pd->exit_fresh = false;
 	pthread_mutex_lock(&in->lock);
 	if (in->connected && !pd->p.active &&
 	    (forced || (in->vcpu_events[v->id] & kvmi_event_bit(event))))
@@ -573,6 +595,7 @@ static void ram_access(struct io_region *r, struct kvm_vcpu *kv,
 		int act;
 
 		pd->pf_gpa = gpa;
+		pd->exit_fresh = true;
 		act = vcpu_send_event(in, v, KVMI_VCPU_EVENT_PF, &pf,
 					  sizeof(pf), false, in->timeout_ms,
 					  NULL);
@@ -847,6 +870,7 @@ static int introspect_wrmsr(struct machine *m, struct vcpu *v, uint32_t index,
 		return KVM_MSR_FAULT;
 	if (!kvm_get_msrs(v->kvm, &e, 1))
 		ev.old_value = e.data;
+	in->pend[v->id].exit_fresh = true;
 	/* val stays the guest's unless the tool answers with its new_val. */
 	act = vcpu_send_event(in, v, KVMI_VCPU_EVENT_MSR, &ev, sizeof(ev),
 			      false, in->timeout_ms, &val);
@@ -876,6 +900,7 @@ static void agent_doorbell(struct io_region *r, struct kvm_vcpu *kv,
 	if (off || len != 4)
 		return;			/* only a 32-bit OUT rings */
 	memcpy(&ev.value, data, 4);
+	in->pend[((struct vcpu *)kvm_vcpu_opaque(kv))->id].exit_fresh = true;
 	vcpu_send_event(in, kvm_vcpu_opaque(kv), KVMI_LKVM_VCPU_EVENT_AGENT,
 			&ev, sizeof(ev), false, in->timeout_ms, NULL);
 }
@@ -1763,6 +1788,8 @@ static int introspect_init(struct machine *m)
 	}
 	/* Breakpoints and steps: the guest-debug layer (lkvm/vcpu.h). */
 	machine_debug_set_handler(m, VCPU_DEBUG_KVMI, debug_hit, in);
+	in->sync_regs = (kvm_check_extension(m->kvm, KVM_CAP_SYNC_REGS) &
+			 SYNC_WANT) == SYNC_WANT;
 	/* Writes to protected pages: RAM's MMIO exits come here. */
 	in->ram_hooked = true;
 	for (unsigned int i = 0; i < m->nmem; i++)

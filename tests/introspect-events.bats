@@ -96,6 +96,10 @@ EOF
 	[ "$status" -eq 0 ] || { echo "$output"; return 1; }
 	[ "$(grep -c '"action":"continue"' <<<"$output")" -eq 2 ]
 	[[ "$output" == *'"vcpu":0,"rip":"0x'* ]]
+	# The same store each round: the same RIP (the first event's state
+	# comes from ioctls, later ones from the exit's synced registers).
+	[ "$(grep -o '"rip":"0x[0-9a-f]*"' <<<"$output" | sort -u | wc -l)" -eq 1 ] ||
+		{ echo "$output"; return 1; }
 	wait_round g $(($(last_round g) + 1))
 	[ -z "$(refused g)" ]
 }
