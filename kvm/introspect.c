@@ -454,8 +454,14 @@ static void event_published(struct vcpu_event *ev)
 		ok = kvmi_io_send(in->conn_fd, &iov, 1, -1) == 0;
 	pthread_mutex_unlock(&in->send_lock);
 	if (!ok) {
-		/* The tool went meanwhile, or cannot be written to. */
+		/* The tool went meanwhile, or cannot be written to: no more
+		 * events for it (the server cleans up when it sees it). */
 		drop_tool(in, "it does not read its events");
+		pthread_mutex_lock(&in->lock);
+		if (in->gen == pd->gen)
+			__atomic_store_n(&in->connected, false,
+					 __ATOMIC_RELEASE);
+		pthread_mutex_unlock(&in->lock);
 		vcpu_event_reply(ev, KVMI_EVENT_ACTION_CONTINUE);
 	}
 }
@@ -927,6 +933,13 @@ static int debug_hit(struct vcpu *v, enum vcpu_debug_owner who,
 	int act, ret = VCPU_DEBUG_RESUME;
 
 	(void)who;
+	/* The tool has gone (or is going): what it set goes now, from here,
+	 * rather than once the server has cleaned up. */
+	if (!__atomic_load_n(&in->connected, __ATOMIC_ACQUIRE)) {
+		if (hit->step)
+			vcpu_debug_set_step(v, VCPU_DEBUG_KVMI, false);
+		return VCPU_DEBUG_RESUME;
+	}
 	if (hit->step) {
 		struct kvmi_vcpu_event_singlestep ss = { .failed = 0 };
 
