@@ -33,7 +33,7 @@ SANUNIT := $(UNITSRC:tests/unit/%.c=$(O)/san/tests/%)
 TESTKERNEL := x86-kernel/test-kernel.elf
 VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 
-all: lkvm $(TESTKERNEL) $(KVMILIB)
+all: lkvm $(TESTKERNEL) $(KVMILIB) $(O)/guest/kvmi-agent
 
 # lkvm is linked statically: with five shared libraries the dynamic
 # loader was a third of lkvm's start-up time (bench/boot.sh).
@@ -108,6 +108,15 @@ $(O)/bench/floor-static: bench/floor.c
 $(O)/bench/%: bench/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
+# The KVMI guest agent, for a Linux guest (docs/kvmi.md).
+$(O)/guest/kvmi-agent: guest/kvmi-agent.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -static -o $@ $<
+
+# bench/kvmi.sh's tool is an introspection tool: it links libkvmi.
+$(O)/bench/kvmi-bench: bench/kvmi-bench.c $(KVMILIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(KVMILIB) $(LDLIBS)
 
 # guest/init, PID 1 of `lkvm sandbox`: static, it runs in the guest.
 all: $(O)/guest/init

@@ -2,8 +2,8 @@
 /*
  * libFuzzer harness for the KVMI codec: whatever bytes a tool (or a VMM)
  * sends, the parsers neither read outside the message nor accept what
- * they must refuse. The first byte picks the parser; the rest is the
- * message.
+ * they must refuse. The first byte picks the parser (and, for event
+ * replies, the pending event); the rest is the message.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -63,6 +63,43 @@ static void tool_side(const uint8_t *msg, size_t len)
 		abort();
 }
 
+/*
+ * An event reply against an event pending on a vCPU: the pending event
+ * (any vCPU event lkvm knows) and its seq come from the input. A reply
+ * the checker accepts answers exactly that event, with an action the
+ * event takes and exactly its reply data.
+ */
+static void event_reply(uint8_t pick, const uint8_t *msg, size_t len)
+{
+	static struct kvmi_proto p;
+	static uint16_t ids[64];
+	static unsigned int nids;
+	struct kvmi_pending pend = { .active = true, .vcpu = pick & 3 };
+	struct kvmi_req r;
+
+	if (!p.nvcpus) {
+		kvmi_proto_init(&p, 4);
+		for (unsigned int id = 1; id < 256; id += 2)
+			if (kvmi_event_name((uint16_t)id) && nids < 64)
+				ids[nids++] = (uint16_t)id;
+	}
+	pend.event = ids[(pick >> 2) % nids];
+	if (len >= 8)
+		memcpy(&pend.seq, msg + 4, 4);	/* the reply's own, often */
+	if (pick & 0x80)
+		pend.seq ^= 1;			/* and sometimes not */
+	if (kvmi_parse(&p, msg, len, &r) || r.kind != KVMI_REQ_EVENT_REPLY)
+		return;
+	if (kvmi_event_reply_check(&pend, &r))
+		return;
+	if (r.vcpu != pend.vcpu || r.hdr.seq != pend.seq ||
+	    r.event != (uint8_t)pend.event ||
+	    !(kvmi_event_actions(pend.event) & (1u << r.action)) ||
+	    (ssize_t)r.args_len != kvmi_event_reply_size(pend.event) ||
+	    (r.args_len && (r.args < msg || r.args + r.args_len > msg + len)))
+		abort();
+}
+
 static void handshake(const uint8_t *msg, size_t len, bool vmm)
 {
 	static const char key[] = "fuzzing cookie, 16+ bytes";
@@ -88,19 +125,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	uint8_t *msg;
 
-	if (!size)
+	if (size < 2)
 		return 0;
 	/* A copy of the exact size, so ASan sees any overread. */
 	msg = malloc(size - 1 ? size - 1 : 1);
 	if (!msg)
 		return 0;
 	memcpy(msg, data + 1, size - 1);
-	switch (data[0] & 3) {
+	switch (data[0] & 7) {
 	case 0:
+	case 4:
 		server_side(msg, size - 1);
 		break;
 	case 1:
+	case 5:
 		tool_side(msg, size - 1);
+		break;
+	case 6:
+	case 7:
+		event_reply(data[0], msg, size - 1);
 		break;
 	default:
 		handshake(msg, size - 1, data[0] & 1);

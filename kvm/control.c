@@ -30,6 +30,7 @@
 #include "lkvm/arch.h"
 #include "lkvm/balloon.h"
 #include "lkvm/inspect.h"
+#include "lkvm/introspect.h"
 #include "lkvm/machine.h"
 #include "lkvm/stats.h"
 #include "lkvm/term.h"
@@ -214,6 +215,7 @@ static bool do_pause(struct ctl_client *cl, const struct ctl_hdr *h)
 
 	/* Pausing a paused guest is not an error, nor a second hold. */
 	if (!ctl->paused) {
+		introspect_unhook(ctl->m);	/* a tool lets go first */
 		ctl->paused = true;
 		err = machine_hold_all(ctl->m, VCPU_HOLD_PAUSE, HOLD_MS);
 	}
@@ -417,6 +419,7 @@ static bool do_dump(struct ctl_client *cl, const struct ctl_hdr *h)
 	if (fd < 0)
 		return reply_err(cl, h, -EBADF,
 				 "the request came without a file descriptor");
+	introspect_unhook(ctl->m);
 	err = machine_hold_all(ctl->m, VCPU_HOLD_CONTROL, HOLD_MS);
 	if (err) {
 		machine_release_all(ctl->m, VCPU_HOLD_CONTROL);
@@ -540,6 +543,7 @@ static bool handle(struct ctl_client *cl, const struct ctl_hdr *h,
 		cl->stop = true;
 		cl->stop_seq = h->seq;
 		ctl->stop_requested = true;
+		introspect_unhook(ctl->m);
 		machine_stop(ctl->m, LKVM_EXIT_OK);
 		return true;
 	case CTL_STAT:

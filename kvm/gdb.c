@@ -1397,9 +1397,17 @@ static const struct seccomp_rule gdb_seccomp[] = {
 	SECCOMP_END,
 };
 
+static bool gdb_wanted(struct machine *m)
+{
+	struct gdb_cfg *cfg = machine_dev_cfg(m, &gdb_ops);
+
+	return cfg && cfg->spec;
+}
+
 static const struct device_ops gdb_ops = {
 	.name = "gdb",
 	.seccomp = gdb_seccomp,
+	.seccomp_wanted = gdb_wanted,
 	.stage = DEV_STAGE_LATE,
 	.options = gdb_options,
 	.cfg_size = sizeof(struct gdb_cfg),

@@ -11,11 +11,15 @@
  * the vCPUs go on. It reaches the vCPUs only through the vCPU-control
  * layer (lkvm/vcpu.h) and guest memory only through guest_ptr().
  *
- * This first part serves commands; events (and with them the commands
- * that only make sense with events) are answered -KVM_ENOSYS, and
- * KVMI_VM_CHECK_EVENT reports every event unsupported. KVMI_VM_PAUSE_VCPU
- * takes an introspection hold on the vCPU (no PAUSE event follows yet);
- * the holds a tool takes last until it disconnects, however it goes.
+ * Events come from the vCPU threads: an exit handler (a write to a
+ * write-protected page, a filtered WRMSR, the agent's doorbell) or work
+ * queued on the vCPU (PAUSE, TRAP) builds the event, and vcpu_event_wait()
+ * sends it once the vCPU counts as stopped in its event, so that the
+ * tool's commands (registers, memory) are answered by this thread while
+ * the vCPU waits. This thread reads the reply and wakes the vCPU with its
+ * action. A tool that goes, sends garbage, or leaves an event unanswered
+ * past the timeout is dropped: every protection and filter it set is
+ * removed, its pending events are answered CONTINUE, the guest runs on.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -24,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -31,30 +36,71 @@
 
 #include "lkvm/arch.h"
 #include "lkvm/device.h"
+#include "lkvm/introspect.h"
 #include "lkvm/kvmi-proto.h"
 #include "lkvm/machine.h"
 #include "lkvm/options.h"
 #include "lkvm/seccomp.h"
+#include "lkvm/registry.h"
 #include "lkvm/util.h"
 #include "lkvm/vcpu.h"
 
 /* How long a command waits for a vCPU to stop. */
 #define HOLD_MS 2000
+/* How long a vCPU waits for an event's reply (--introspect timeout=). */
+#define EVENT_TIMEOUT_MS 10000
+/* Pages a tool may write-protect, MSRs it may intercept. */
+#define MAX_PROTECTED 256
+#define MAX_MSRS 16
+/* Memory slots of RAM split around protected pages start here. */
+#define SLOT_BASE 256
+#define MAX_PIECES (2 * MAX_PROTECTED + MACHINE_MAX_REGIONS)
 /* The handshake's per-message timeout. */
 #define HANDSHAKE_MS 5000
 /* How often the idle server looks whether the machine stops. */
 #define POLL_MS 200
 #define MSG_MAX (sizeof(struct kvmi_msg_hdr) + KVMI_MAX_MSG_SIZE)
+#define OUTQ_SIZE (64 * 1024)
 
 struct introspect_cfg {
 	const char *spec;		/* --introspect listen=|connect=... */
 	struct introspect *in;
 };
 
+struct introspect;
+
+/* One vCPU's event in flight (docs/kvmi.md, "Events"). */
+struct ipend {
+	struct introspect *in;
+	struct kvmi_pending p;		/* under in->lock */
+	struct vcpu_event ev;
+	unsigned int gen;		/* the connection it was built for */
+	size_t len;
+	uint64_t new_val;		/* an MSR event's reply */
+	bool answered;			/* by the tool, new_val with it */
+	uint64_t pf_gpa;		/* a PF event's page */
+	bool retry_lands;		/* its RETRY found the page released */
+	bool exit_fresh;		/* the next event is its exit's first */
+	bool pause_queued;		/* a PAUSE event is on its way */
+	struct kvmi_vcpu_event_trap trap;	/* a TRAP event's data */
+	uint8_t msg[sizeof(struct kvmi_msg_hdr) +
+		    sizeof(struct kvmi_event_hdr) +
+		    sizeof(struct kvmi_vcpu_event) + 64];
+};
+
+/* One memory slot of RAM as KVM has it now. */
+struct piece {
+	uint64_t gpa, size;
+	void *host;
+	bool readonly;
+};
+
 struct introspect {
 	struct machine *m;
+	int timeout_ms;
 	bool listen;
 	char *path;
+	char *cookie_path;	/* a cookie lkvm made (listen, no cookie=) */
 	uint8_t cookie[KVMI_COOKIE_MAX];
 	size_t cookie_len;
 	int listen_fd;
@@ -64,8 +110,43 @@ struct introspect {
 	bool thread_started;
 	struct kvmi_guest info;
 	struct kvmi_proto proto;
-	/* KVMI_VM_PAUSE_VCPU holds the current tool has, per vCPU. */
-	unsigned int *paused;
+	/*
+	 * send_lock: one message at a time on conn_fd, and conn_fd stays
+	 * open while it is held. lock (taken after send_lock, never before):
+	 * the connection's state, the pending events, what the tool set.
+	 */
+	pthread_mutex_t send_lock, lock;
+	pthread_cond_t cond;		/* a PAUSE event went out */
+	bool connected;
+	unsigned int gen;		/* counts connections */
+	bool unhook;			/* the tool wants UNHOOK */
+	uint64_t *vcpu_events;		/* per vCPU: kvmi_event_bit() mask */
+	struct ipend *pend;		/* per vCPU */
+	/* Write-protected pages (sorted GPAs) and the slots now in KVM. */
+	uint64_t prot[MAX_PROTECTED];
+	unsigned int nprot;
+	struct piece pieces[MAX_PIECES];
+	unsigned int npieces;
+	bool slots_split;		/* RAM is in our slots, not machine's */
+	bool ram_hooked;		/* RAM's MMIO exits come to us */
+	/* MSRs whose writes the filter sends to user space. */
+	uint32_t msrs[MAX_MSRS];
+	unsigned int nmsrs;
+	bool user_msr;			/* KVM_CAP_X86_USER_SPACE_MSR is on */
+	bool sync_regs;			/* KVM_CAP_SYNC_REGS has regs, sregs */
+	/* Guest RAM as a memfd (KVMI_LKVM_VM_MAP_MEMORY), or -1. */
+	int ram_fd;
+	int ram_ro_fd;		/* the same, opened read-only at set-up */
+	uint64_t ram_fd_size;
+	struct kvmi_lkvm_mem_region ram_regions[MACHINE_MAX_REGIONS];
+	unsigned int nram_regions;
+	/*
+	 * Replies to commands read back to back wait here and go out in one
+	 * send when no command is left to read (one wake-up of the tool for
+	 * many replies). Only this thread touches it.
+	 */
+	uint8_t outq[OUTQ_SIZE];
+	size_t outq_len;
 	uint8_t buf[MSG_MAX];
 	uint8_t out[MSG_MAX];
 };
@@ -75,12 +156,48 @@ static const struct device_ops introspect_ops;
 static const struct option introspect_options[] = {
 	{ .name = "introspect", .type = OPT_STRING,
 	  .offset = offsetof(struct introspect_cfg, spec),
-	  .argname = "listen|connect=PATH,cookie=FILE",
+	  .argname = "listen[=PATH]|connect=PATH[,cookie=FILE][,timeout=MS]",
 	  .help = "serve KVMI to one introspection tool (docs/kvmi.md)" },
 	OPTION_END,
 };
 
 /* ---- options ---------------------------------------------------------------- */
+
+int introspect_paths(const char *name, char *sock, size_t sock_len,
+		     char *cookie, size_t cookie_len)
+{
+	char dir[4096];
+	int err = registry_dir(dir, sizeof(dir));
+
+	if (err)
+		return err;
+	if ((size_t)snprintf(sock, sock_len, "%s/%s.kvmi", dir, name) >=
+		    sock_len ||
+	    (size_t)snprintf(cookie, cookie_len, "%s/%s.kvmi-cookie", dir,
+			     name) >= cookie_len)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+/* A fresh random cookie in a new file only its owner may read. */
+static int make_cookie(const char *path)
+{
+	uint8_t c[32];
+	int fd, err = 0;
+
+	unlink(path);		/* left by a guest of this name that died */
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	if (kvmi_io_random(c, sizeof(c)) ||
+	    write(fd, c, sizeof(c)) != (ssize_t)sizeof(c))
+		err = -EIO;
+	close(fd);
+	explicit_bzero(c, sizeof(c));
+	if (err)
+		unlink(path);
+	return err;
+}
 
 static int parse_spec(struct introspect *in, const char *spec)
 {
@@ -92,7 +209,31 @@ static int parse_spec(struct introspect *in, const char *spec)
 		return -ENOMEM;
 	for (tok = strtok_r(s, ",", &save); tok;
 	     tok = strtok_r(NULL, ",", &save)) {
-		if (!strncmp(tok, "listen=", 7) || !strncmp(tok, "connect=", 8)) {
+		if (!strcmp(tok, "listen")) {
+			/* In the registry, for `lkvm introspect NAME`. */
+			char sock[4096], cpath[4096];
+
+			if (in->path) {
+				pr_err("--introspect: one listen= or connect=");
+				err = -EINVAL;
+				goto out;
+			}
+			err = introspect_paths(in->m->cfg.name, sock,
+					       sizeof(sock), cpath,
+					       sizeof(cpath));
+			if (err) {
+				pr_err("--introspect listen: %s", strerror(-err));
+				goto out;
+			}
+			in->listen = true;
+			in->path = strdup(sock);
+			in->cookie_path = strdup(cpath);
+			if (!in->path || !in->cookie_path) {
+				err = -ENOMEM;
+				goto out;
+			}
+		} else if (!strncmp(tok, "listen=", 7) ||
+			   !strncmp(tok, "connect=", 8)) {
 			if (in->path) {
 				pr_err("--introspect: one listen= or connect=");
 				err = -EINVAL;
@@ -106,15 +247,39 @@ static int parse_spec(struct introspect *in, const char *spec)
 			}
 		} else if (!strncmp(tok, "cookie=", 7)) {
 			cookie = tok + 7;
+		} else if (!strncmp(tok, "timeout=", 8)) {
+			uint64_t ms;
+
+			if (!parse_uint(tok + 8, 1, 3600000, &ms)) {
+				pr_err("--introspect: timeout=%s: milliseconds, 1 to 3600000",
+				       tok + 8);
+				err = -EINVAL;
+				goto out;
+			}
+			in->timeout_ms = (int)ms;
 		} else {
-			pr_err("--introspect: unknown setting '%s' (listen=PATH or connect=PATH, cookie=FILE)",
+			pr_err("--introspect: unknown setting '%s' (listen=PATH or connect=PATH, cookie=FILE, timeout=MS)",
 			       tok);
 			err = -EINVAL;
 			goto out;
 		}
 	}
+	if (in->cookie_path && cookie) {
+		free(in->cookie_path);	/* the operator's own cookie */
+		in->cookie_path = NULL;
+	} else if (in->cookie_path) {
+		cookie = in->cookie_path;
+		err = make_cookie(cookie);
+		if (err) {
+			pr_err("--introspect: cannot write the cookie %s: %s",
+			       cookie, strerror(-err));
+			free(in->cookie_path);
+			in->cookie_path = NULL;
+			goto out;
+		}
+	}
 	if (!in->path || !in->path[0] || !cookie || !cookie[0]) {
-		pr_err("--introspect needs listen=PATH or connect=PATH, and cookie=FILE");
+		pr_err("--introspect needs listen, listen=PATH or connect=PATH, and cookie=FILE");
 		err = -EINVAL;
 		goto out;
 	}
@@ -142,8 +307,36 @@ out:
 static bool send_msg(struct introspect *in, const void *buf, size_t len)
 {
 	struct iovec iov = { (void *)buf, len };
+	bool ok;
 
-	return kvmi_io_send(in->conn_fd, &iov, 1, -1) == 0;
+	pthread_mutex_lock(&in->send_lock);
+	ok = in->conn_fd >= 0 && kvmi_io_send(in->conn_fd, &iov, 1, -1) == 0;
+	pthread_mutex_unlock(&in->send_lock);
+	return ok;
+}
+
+/*
+ * Ends the tool's connection from any thread: this server's thread sees
+ * it closed and cleans up.
+ */
+static void drop_tool(struct introspect *in, const char *why)
+{
+	pthread_mutex_lock(&in->send_lock);
+	if (in->conn_fd >= 0 && __atomic_load_n(&in->connected,
+						__ATOMIC_ACQUIRE)) {
+		pr_warn("introspection: dropping the tool: %s", why);
+		shutdown(in->conn_fd, SHUT_RDWR);
+	}
+	pthread_mutex_unlock(&in->send_lock);
+}
+
+/* Sends the queued replies. */
+static bool flush_replies(struct introspect *in)
+{
+	bool ok = !in->outq_len || send_msg(in, in->outq, in->outq_len);
+
+	in->outq_len = 0;
+	return ok;
 }
 
 static bool reply(struct introspect *in, const struct kvmi_req *r, int err,
@@ -159,7 +352,11 @@ static bool reply(struct introspect *in, const struct kvmi_req *r, int err,
 		if (n < 0)
 			return false;
 	}
-	return send_msg(in, in->out, (size_t)n);
+	if (in->outq_len + (size_t)n > sizeof(in->outq) && !flush_replies(in))
+		return false;
+	memcpy(in->outq + in->outq_len, in->out, (size_t)n);
+	in->outq_len += (size_t)n;
+	return true;
 }
 
 /* A temporary hold for a command that reads a vCPU: 0 or -KVM_E*. */
@@ -183,6 +380,381 @@ static uint32_t vcpu_mode(const struct kvm_sregs *s)
 		return 8;
 	return s->cs.db ? 4 : 2;
 }
+
+/* ---- events (on the vCPU threads) ------------------------------------------ */
+
+/* The MSRs every vCPU event carries, in struct kvmi_vcpu_event_arch order. */
+static const uint32_t event_msrs[] = {
+	0x174, 0x175, 0x176,		/* SYSENTER_CS, _ESP, _EIP */
+	0xc0000080, 0xc0000081,		/* EFER, STAR */
+	0xc0000082, 0xc0000083,		/* LSTAR, CSTAR */
+	0x277, 0xc0000102,		/* PAT, KERNEL_GS_BASE */
+};
+
+#define SYNC_WANT (KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS)
+
+/*
+ * The vCPU's state for an event. fresh: called from the handler of the
+ * exit itself, where the registers KVM copied into kvm_run at that exit
+ * (KVM_CAP_SYNC_REGS) are the vCPU's: two ioctls fewer per event.
+ * Anywhere else (work, a second event of one exit) the ioctls.
+ */
+static void event_arch(struct introspect *in, struct vcpu *v, bool fresh,
+		       struct kvmi_vcpu_event_arch *a)
+{
+	struct kvm_msr_entry e[ARRAY_SIZE(event_msrs)];
+	struct kvm_run *run = kvm_vcpu_run_state(v->kvm);
+	struct vcpu_regs s;
+	__u64 *out = &a->msrs.sysenter_cs;
+
+	memset(a, 0, sizeof(*a));
+	if (fresh && in->sync_regs && (run->kvm_valid_regs & SYNC_WANT) ==
+					      SYNC_WANT) {
+		a->mode = (uint8_t)vcpu_mode(&run->s.regs.sregs);
+		a->regs = run->s.regs.regs;
+		a->sregs = run->s.regs.sregs;
+	} else if (!vcpu_get_state(v, VCPU_STATE_REGS | VCPU_STATE_SREGS,
+				   &s)) {
+		/* From now on each exit brings them (this thread's run). */
+		if (in->sync_regs)
+			run->kvm_valid_regs |= SYNC_WANT;
+		a->mode = (uint8_t)vcpu_mode(&s.sregs);
+		a->regs = s.regs;
+		a->sregs = s.sregs;
+	}
+	memset(e, 0, sizeof(e));
+	for (unsigned int i = 0; i < ARRAY_SIZE(e); i++)
+		e[i].index = event_msrs[i];
+	/* One ioctl; where one MSR is missing it fails the lot: singly. */
+	if (!kvm_get_msrs(v->kvm, e, ARRAY_SIZE(e))) {
+		for (unsigned int i = 0; i < ARRAY_SIZE(e); i++)
+			out[i] = e[i].data;
+		return;
+	}
+	for (unsigned int i = 0; i < ARRAY_SIZE(e); i++)
+		if (!kvm_get_msrs(v->kvm, &e[i], 1))
+			out[i] = e[i].data;
+}
+
+/* On the vCPU's thread once it waits in its event: the event goes out. */
+static void event_published(struct vcpu_event *ev)
+{
+	struct ipend *pd = (struct ipend *)ev->data;
+	struct introspect *in = pd->in;
+	struct iovec iov = { pd->msg, pd->len };
+	bool ok;
+
+	pthread_mutex_lock(&in->send_lock);
+	pthread_mutex_lock(&in->lock);
+	ok = in->connected && in->gen == pd->gen && pd->p.active;
+	if (ev->kind == KVMI_VCPU_EVENT_PAUSE) {
+		pd->pause_queued = false;
+		pthread_cond_broadcast(&in->cond);
+	}
+	pthread_mutex_unlock(&in->lock);
+	if (ok)
+		ok = kvmi_io_send(in->conn_fd, &iov, 1, -1) == 0;
+	pthread_mutex_unlock(&in->send_lock);
+	if (!ok) {
+		/* The tool went meanwhile, or cannot be written to: no more
+		 * events for it (the server cleans up when it sees it). */
+		drop_tool(in, "it does not read its events");
+		pthread_mutex_lock(&in->lock);
+		if (in->gen == pd->gen)
+			__atomic_store_n(&in->connected, false,
+					 __ATOMIC_RELEASE);
+		pthread_mutex_unlock(&in->lock);
+		vcpu_event_reply(ev, KVMI_EVENT_ACTION_CONTINUE);
+	}
+}
+
+/*
+ * Sends event from v's own thread and waits for the tool's reply. Returns
+ * its action: CONTINUE when no tool wants the event (no tool, the event
+ * is off, the tool went or did not answer in time). forced: sent even
+ * though not switched on (PAUSE, TRAP: the tool asked for them). CRASH
+ * has already stopped the machine when it returns.
+ */
+static int vcpu_send_event(struct introspect *in, struct vcpu *v,
+			   uint16_t event, const void *data, size_t len,
+			   bool forced, int timeout_ms, uint64_t *new_val)
+{
+	struct ipend *pd = &in->pend[v->id];
+	struct kvmi_vcpu_event_arch arch;
+	ssize_t n = -1;
+	int r;
+
+	if (!__atomic_load_n(&in->connected, __ATOMIC_ACQUIRE))
+		return KVMI_EVENT_ACTION_CONTINUE;
+	event_arch(in, v, pd->exit_fresh, &arch);
+	pd->exit_fresh = false;
+	pthread_mutex_lock(&in->lock);
+	if (in->connected && !pd->p.active &&
+	    (forced || (in->vcpu_events[v->id] & kvmi_event_bit(event))))
+		n = kvmi_vcpu_event_build(pd->msg, sizeof(pd->msg),
+					  kvmi_next_seq(&in->proto), v->id,
+					  event, &arch, data, len, &pd->p);
+	if (n < 0) {
+		if (event == KVMI_VCPU_EVENT_PAUSE) {
+			pd->pause_queued = false;
+			pthread_cond_broadcast(&in->cond);
+		}
+		pthread_mutex_unlock(&in->lock);
+		return KVMI_EVENT_ACTION_CONTINUE;
+	}
+	pd->len = (size_t)n;
+	pd->gen = in->gen;
+	pd->answered = false;
+	pd->ev.kind = event;
+	pd->ev.data = pd;
+	pd->ev.published = event_published;
+	pthread_mutex_unlock(&in->lock);
+
+	r = vcpu_event_wait(v, &pd->ev, timeout_ms);
+
+	pthread_mutex_lock(&in->lock);
+	pd->p.active = false;
+	if (new_val && pd->answered)
+		*new_val = pd->new_val;
+	pthread_mutex_unlock(&in->lock);
+	if (r == -ETIMEDOUT) {
+		drop_tool(in, "it left an event unanswered past the timeout");
+		return KVMI_EVENT_ACTION_CONTINUE;
+	}
+	if (r < 0)
+		return KVMI_EVENT_ACTION_CONTINUE;	/* the machine stops */
+	if (r == KVMI_EVENT_ACTION_CRASH) {
+		pr_warn("introspection: the tool crashed the guest (%s on vCPU %u)",
+			kvmi_event_name(event), v->id);
+		machine_stop(in->m, LKVM_EXIT_INTROSPECT);
+	}
+	return r;
+}
+
+/* Work on the vCPU: the PAUSE event KVMI_VM_PAUSE_VCPU asked for. */
+static void pause_work(struct vcpu *v, void *arg)
+{
+	struct introspect *in = arg;
+
+	/* A pause lasts as long as the tool wants: no timeout. */
+	vcpu_send_event(in, v, KVMI_VCPU_EVENT_PAUSE, NULL, 0, true, -1, NULL);
+}
+
+/* Work on the vCPU: the TRAP event after an injected exception. */
+static void trap_work(struct vcpu *v, void *arg)
+{
+	struct introspect *in = arg;
+	struct kvmi_vcpu_event_trap t = in->pend[v->id].trap;
+
+	vcpu_send_event(in, v, KVMI_VCPU_EVENT_TRAP, &t, sizeof(t), true,
+			in->timeout_ms, NULL);
+}
+
+/* ---- write-protected pages ------------------------------------------------- */
+
+static bool is_protected(const struct introspect *in, uint64_t gpa)
+{
+	uint64_t page = gpa & ~(uint64_t)(KVMI_PAGE_SIZE - 1);
+	unsigned int lo = 0, hi = in->nprot;
+
+	while (lo < hi) {
+		unsigned int mid = (lo + hi) / 2;
+
+		if (in->prot[mid] == page)
+			return true;
+		if (in->prot[mid] < page)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return false;
+}
+
+/*
+ * RAM's MMIO exits: KVM sends here the writes to a page in a read-only
+ * slot (a protected page), and any access that falls in a moment when
+ * the slots are being replaced. Reads and writes are done on guest RAM,
+ * a write to a protected page after the tool's PF event allows it.
+ */
+static void ram_access(struct io_region *r, struct kvm_vcpu *kv,
+		       uint64_t off, void *data, unsigned int len,
+		       bool is_write)
+{
+	struct introspect *in = r->opaque;
+	struct vcpu *v = kvm_vcpu_opaque(kv);
+	uint64_t gpa = r->base + off;
+	void *p = guest_ptr(in->m, gpa, len);
+	bool prot;
+
+	if (!p)
+		return;
+	if (!is_write) {
+		memcpy(data, p, len);
+		return;
+	}
+	pthread_mutex_lock(&in->lock);
+	prot = is_protected(in, gpa);
+	pthread_mutex_unlock(&in->lock);
+	if (prot) {
+		struct kvmi_vcpu_event_pf pf = {
+			.gva = ~0ull, .gpa = gpa, .access = KVMI_PAGE_ACCESS_W,
+		};
+		struct ipend *pd = &in->pend[v->id];
+		int act;
+
+		pd->pf_gpa = gpa;
+		pd->exit_fresh = true;
+		act = vcpu_send_event(in, v, KVMI_VCPU_EVENT_PF, &pf,
+					  sizeof(pf), false, in->timeout_ms,
+					  NULL);
+
+		if (act == KVMI_EVENT_ACTION_CRASH)
+			return;
+		/*
+		 * KVM finished the instruction when it exited, so RETRY
+		 * cannot execute it again; lkvm does what retrying would
+		 * do: the write lands if the tool lifted the protection
+		 * meanwhile, and is refused if the page is still protected.
+		 */
+		if (act == KVMI_EVENT_ACTION_RETRY) {
+			pthread_mutex_lock(&in->lock);
+			prot = !pd->retry_lands;
+			pthread_mutex_unlock(&in->lock);
+			if (prot)
+				return;
+		}
+	}
+	memcpy(p, data, len);
+}
+
+/* The slots RAM needs for the protected pages in in->prot. */
+static unsigned int plan_pieces(struct introspect *in, struct piece *out)
+{
+	struct machine *m = in->m;
+	unsigned int n = 0, k = 0;
+
+	for (unsigned int i = 0; i < m->nmem; i++) {
+		const struct mem_region *mr = &m->mem[i];
+		uint64_t at = mr->gpa, end = mr->gpa + mr->size;
+
+		if (mr->readonly)
+			continue;
+		while (k < in->nprot && in->prot[k] < at)
+			k++;
+		while (at < end) {
+			uint64_t next = end;
+			bool ro = k < in->nprot && in->prot[k] == at;
+
+			if (ro) {
+				next = at;
+				while (k < in->nprot && in->prot[k] == next &&
+				       next < end) {
+					next += KVMI_PAGE_SIZE;
+					k++;
+				}
+			} else if (k < in->nprot && in->prot[k] < end) {
+				next = in->prot[k];
+			}
+			out[n++] = (struct piece){
+				at, next - at, (char *)mr->host + (at - mr->gpa),
+				ro,
+			};
+			at = next;
+		}
+	}
+	return n;
+}
+
+/*
+ * Puts RAM in KVM's slots as in->prot says: each run of protected pages
+ * a read-only slot. Every vCPU is held meanwhile (a vCPU must not fetch
+ * code from a slot that is gone). 0 or -KVM_E*.
+ */
+static int apply_protection(struct introspect *in)
+{
+	static struct piece plan[MAX_PIECES];
+	struct machine *m = in->m;
+	unsigned int n;
+	int err = 0, max_slots;
+
+	pthread_mutex_lock(&in->lock);
+	n = plan_pieces(in, plan);
+	pthread_mutex_unlock(&in->lock);
+	max_slots = kvm_check_extension(m->kvm, KVM_CAP_NR_MEMSLOTS);
+	if (max_slots > 0 && SLOT_BASE + n > (unsigned int)max_slots)
+		return -KVM_ENOMEM;
+	if (machine_hold_all(m, VCPU_HOLD_INTROSPECT, HOLD_MS)) {
+		machine_release_all(m, VCPU_HOLD_INTROSPECT);
+		return -KVM_EBUSY;
+	}
+	/* Out with the old slots, in with the new. */
+	if (in->slots_split) {
+		for (unsigned int i = 0; i < in->npieces; i++)
+			kvm_set_memory_region(m->kvm, SLOT_BASE + i,
+					      in->pieces[i].gpa, 0,
+					      in->pieces[i].host, 0);
+	} else {
+		for (unsigned int i = 0; i < m->nmem; i++)
+			if (!m->mem[i].readonly)
+				kvm_set_memory_region(m->kvm, m->mem[i].slot,
+						      m->mem[i].gpa, 0,
+						      m->mem[i].host, 0);
+	}
+	for (unsigned int i = 0; i < n && !err; i++)
+		err = kvm_set_memory_region(m->kvm, SLOT_BASE + i, plan[i].gpa,
+					    plan[i].size, plan[i].host,
+					    plan[i].readonly ?
+						    KVM_MEM_READONLY : 0);
+	if (err) {
+		/* Back to the machine's own slots, or the guest has no RAM. */
+		for (unsigned int i = 0; i < n; i++)
+			kvm_set_memory_region(m->kvm, SLOT_BASE + i,
+					      plan[i].gpa, 0, plan[i].host, 0);
+		for (unsigned int i = 0; i < m->nmem; i++)
+			if (!m->mem[i].readonly &&
+			    kvm_set_memory_region(m->kvm, m->mem[i].slot,
+						  m->mem[i].gpa,
+						  m->mem[i].size,
+						  m->mem[i].host, 0)) {
+				pr_err("introspection: guest RAM lost its memory slots");
+				machine_stop(m, LKVM_EXIT_CRASH);
+			}
+		in->slots_split = false;
+		in->npieces = 0;
+		pthread_mutex_lock(&in->lock);
+		in->nprot = 0;
+		pthread_mutex_unlock(&in->lock);
+		err = -KVM_ENOMEM;
+	} else {
+		memcpy(in->pieces, plan, n * sizeof(plan[0]));
+		in->npieces = n;
+		in->slots_split = true;
+	}
+	machine_release_all(m, VCPU_HOLD_INTROSPECT);
+	return err;
+}
+
+/* ---- intercepted MSR writes ------------------------------------------------ */
+
+/* Sends the writes of in->msrs to user space, and no others. */
+static int apply_msr_filter(struct introspect *in)
+{
+	static const uint8_t deny;	/* bit 0 clear: refused by the filter */
+	struct kvm_msr_filter f = { .flags = KVM_MSR_FILTER_DEFAULT_ALLOW };
+
+	for (unsigned int i = 0; i < in->nmsrs; i++)
+		f.ranges[i] = (struct kvm_msr_filter_range){
+			.flags = KVM_MSR_FILTER_WRITE,
+			.nmsrs = 1,
+			.base = in->msrs[i],
+			.bitmap = (uint8_t *)&deny,
+		};
+	return kvm_set_msr_filter(in->m->kvm, &f) ? -KVM_EINVAL : 0;
+}
+
+/* The machine's WRMSR hook: a write the filter refused (an MSR event). */
+static int introspect_wrmsr(struct machine *m, struct vcpu *v, uint32_t index,
+			    uint64_t data);
 
 static bool do_get_registers(struct introspect *in, const struct kvmi_req *r,
 			     struct vcpu *v)
@@ -292,20 +864,374 @@ static bool do_vcpu_info(struct introspect *in, const struct kvmi_req *r,
 	return reply(in, r, err, &rep, sizeof(rep));
 }
 
+static int introspect_wrmsr(struct machine *m, struct vcpu *v, uint32_t index,
+			    uint64_t data)
+{
+	struct introspect_cfg *cfg = machine_dev_cfg(m, &introspect_ops);
+	struct introspect *in = cfg ? cfg->in : NULL;
+	struct kvmi_vcpu_event_msr ev = { .msr = index, .new_value = data };
+	struct kvm_msr_entry e = { .index = index };
+	uint64_t val = data;
+	int act;
+
+	if (!in)
+		return KVM_MSR_FAULT;
+	if (!kvm_get_msrs(v->kvm, &e, 1))
+		ev.old_value = e.data;
+	in->pend[v->id].exit_fresh = true;
+	/* val stays the guest's unless the tool answers with its new_val. */
+	act = vcpu_send_event(in, v, KVMI_VCPU_EVENT_MSR, &ev, sizeof(ev),
+			      false, in->timeout_ms, &val);
+	if (act == KVMI_EVENT_ACTION_CRASH)
+		return KVM_CONTINUE;
+	if (val == ev.old_value)
+		return KVM_CONTINUE;	/* refused, or nothing changes */
+	e.data = val;
+	return kvm_set_msrs(v->kvm, &e, 1) ? KVM_MSR_FAULT : KVM_CONTINUE;
+}
+
+/* The agent's doorbell: a 32-bit OUT sends KVMI_LKVM_VCPU_EVENT_AGENT. */
+static void agent_doorbell(struct io_region *r, struct kvm_vcpu *kv,
+			   uint64_t off, void *data, unsigned int len,
+			   bool is_write)
+{
+	struct introspect *in = r->opaque;
+	struct kvmi_lkvm_vcpu_event_agent ev = { 0 };
+
+	if (!is_write) {
+		/* Reads say whether a tool listens: 1, else 0. */
+		uint32_t on = __atomic_load_n(&in->connected, __ATOMIC_ACQUIRE);
+
+		memcpy(data, &on, len < 4 ? len : 4);
+		return;
+	}
+	if (off || len != 4)
+		return;			/* only a 32-bit OUT rings */
+	memcpy(&ev.value, data, 4);
+	in->pend[((struct vcpu *)kvm_vcpu_opaque(kv))->id].exit_fresh = true;
+	vcpu_send_event(in, kvm_vcpu_opaque(kv), KVMI_LKVM_VCPU_EVENT_AGENT,
+			&ev, sizeof(ev), false, in->timeout_ms, NULL);
+}
+
+static void *writable_ptr(struct machine *m, uint64_t gpa, uint64_t len);
+static bool do_map_memory(struct introspect *in, const struct kvmi_req *r);
+
+static bool writable_ram(struct machine *m, uint64_t page)
+{
+	return writable_ptr(m, page, KVMI_PAGE_SIZE) != NULL;
+}
+
+/* ---- breakpoints and single steps (the vCPU guest-debug layer) -------------------- */
+
+/*
+ * On the vCPU's thread, for a debug exit routed to introspection: a
+ * SINGLESTEP event for the tool's step, a BREAKPOINT event for its
+ * breakpoint (hardware: insn_len 0) or an int3 (insn_len 1).
+ */
+static int debug_hit(struct vcpu *v, enum vcpu_debug_owner who,
+		     const struct vcpu_debug_hit *hit, void *opaque)
+{
+	struct introspect *in = opaque;
+	int act, ret = VCPU_DEBUG_RESUME;
+
+	(void)who;
+	/* The tool has gone (or is going): what it set goes now, from here,
+	 * rather than once the server has cleaned up. */
+	if (!__atomic_load_n(&in->connected, __ATOMIC_ACQUIRE)) {
+		if (hit->step)
+			vcpu_debug_set_step(v, VCPU_DEBUG_KVMI, false);
+		return VCPU_DEBUG_RESUME;
+	}
+	if (hit->step) {
+		struct kvmi_vcpu_event_singlestep ss = { .failed = 0 };
+
+		vcpu_send_event(in, v, KVMI_VCPU_EVENT_SINGLESTEP, &ss,
+				sizeof(ss), true, in->timeout_ms, NULL);
+	}
+	if (hit->nbp || hit->sw_bp) {
+		struct kvmi_vcpu_event_breakpoint bp = {
+			.gpa = ~0ull, .insn_len = hit->sw_bp ? 1 : 0,
+		};
+		uint64_t gpa;
+
+		if (!arch_translate(in->m, v, hit->pc, &gpa))
+			bp.gpa = gpa;
+		act = vcpu_send_event(in, v, KVMI_VCPU_EVENT_BREAKPOINT, &bp,
+				      sizeof(bp), false, in->timeout_ms, NULL);
+		/* An int3 is the guest's own unless the tool retries:
+		 * CONTINUE gives it its #BP. lkvm's hardware breakpoints
+		 * are the tool's: the guest never sees them. */
+		if (hit->sw_bp && act == KVMI_EVENT_ACTION_CONTINUE)
+			ret = VCPU_DEBUG_REINJECT;
+	}
+	return ret;
+}
+
+static bool do_set_breakpoint(struct introspect *in, const struct kvmi_req *r)
+{
+	struct vcpu_bp bp = {
+		.addr = r->a.set_breakpoint.gva, .type = VCPU_BP_EXEC, .len = 1,
+	};
+	int err = r->a.set_breakpoint.enable ?
+			  machine_debug_add_bp(in->m, VCPU_DEBUG_KVMI, &bp) :
+			  machine_debug_del_bp(in->m, VCPU_DEBUG_KVMI, &bp);
+
+	return reply(in, r, err == -ENOSPC ? -KVM_ENOMEM :
+			    err == -ENOENT ? -KVM_ENOENT :
+			    err ? -KVM_EINVAL : 0, NULL, 0);
+}
+
+static bool do_singlestep(struct introspect *in, const struct kvmi_req *r,
+			  struct vcpu *v)
+{
+	int err = vcpu_debug_set_step(v, VCPU_DEBUG_KVMI,
+				      r->a.control_singlestep.enable);
+
+	return reply(in, r, err ? -KVM_EOPNOTSUPP : 0, NULL, 0);
+}
+
+/* ---- commands that act on events and vCPUs ---------------------------------- */
+
 static bool do_pause(struct introspect *in, const struct kvmi_req *r)
 {
-	struct vcpu *v = &in->m->vcpus[r->a.pause_vcpu.vcpu];
+	unsigned int id = r->a.pause_vcpu.vcpu;
+	struct vcpu *v = &in->m->vcpus[id];
+	struct ipend *pd = &in->pend[id];
+	struct timespec ts;
+	bool queue;
 	int err = 0;
 
 	if (vcpu_state(v) == VCPU_STATE_CREATED)
 		return reply(in, r, -KVM_EAGAIN, NULL, 0);
-	/* One hold however often the tool asks, until it disconnects. */
-	if (!in->paused[r->a.pause_vcpu.vcpu]) {
-		vcpu_hold_async(v, VCPU_HOLD_INTROSPECT);
-		in->paused[r->a.pause_vcpu.vcpu] = 1;
+	/* One PAUSE event however often the tool asks before it comes. */
+	pthread_mutex_lock(&in->lock);
+	queue = !pd->pause_queued;
+	pd->pause_queued = true;
+	pthread_mutex_unlock(&in->lock);
+	if (queue && vcpu_run_on(v, pause_work, in, false)) {
+		pthread_mutex_lock(&in->lock);
+		pd->pause_queued = false;
+		pthread_mutex_unlock(&in->lock);
+		return reply(in, r, -KVM_ENOMEM, NULL, 0);
 	}
-	if (r->a.pause_vcpu.wait && vcpu_wait_stopped(v, HOLD_MS))
-		err = -KVM_EBUSY;
+	if (r->a.pause_vcpu.wait) {
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += HOLD_MS / 1000;
+		pthread_mutex_lock(&in->lock);
+		while (pd->pause_queued &&
+		       pthread_cond_timedwait(&in->cond, &in->lock, &ts) !=
+			       ETIMEDOUT)
+			;
+		if (pd->pause_queued)
+			err = -KVM_EBUSY;
+		pthread_mutex_unlock(&in->lock);
+	}
+	return reply(in, r, err, NULL, 0);
+}
+
+/* Whether the tool may act on v's event: it is waiting in one. */
+static bool in_event(struct introspect *in, unsigned int vcpu)
+{
+	bool active;
+
+	pthread_mutex_lock(&in->lock);
+	active = in->pend[vcpu].p.active;
+	pthread_mutex_unlock(&in->lock);
+	return active;
+}
+
+static bool do_set_registers(struct introspect *in, const struct kvmi_req *r,
+			     struct vcpu *v)
+{
+	struct vcpu_regs s;
+	int err = -KVM_EOPNOTSUPP;	/* only while the vCPU is in an event */
+
+	if (in_event(in, r->vcpu)) {
+		s.regs = r->a.set_registers;
+		err = vcpu_set_state(v, VCPU_STATE_REGS, &s) ? -KVM_EINVAL : 0;
+	}
+	return reply(in, r, err, NULL, 0);
+}
+
+/* Exceptions that push an error code. */
+static bool has_error_code(unsigned int nr)
+{
+	return nr == 8 || (nr >= 10 && nr <= 14) || nr == 17 || nr == 21 ||
+	       nr == 29 || nr == 30;
+}
+
+static bool do_inject(struct introspect *in, const struct kvmi_req *r,
+		      struct vcpu *v)
+{
+	const struct kvmi_vcpu_inject_exception *x = &r->a.inject_exception;
+	struct vcpu_regs s;
+	int err = hold(in, v);
+	bool held = !err;
+
+	if (!err) {
+		if (vcpu_get_state(v, VCPU_STATE_EVENTS | VCPU_STATE_SREGS, &s))
+			err = -KVM_EINVAL;
+		else if (s.events.exception.injected ||
+			 s.events.exception.pending)
+			err = -KVM_EBUSY;	/* one is on its way already */
+	}
+	if (!err) {
+		s.events.exception.injected = 1;
+		s.events.exception.nr = x->nr;
+		s.events.exception.has_error_code = has_error_code(x->nr);
+		s.events.exception.error_code = x->error_code;
+		s.events.flags = 0;
+		s.sregs.cr2 = x->nr == 14 ? x->address : s.sregs.cr2;
+		if (vcpu_set_state(v, VCPU_STATE_EVENTS | VCPU_STATE_SREGS, &s))
+			err = -KVM_EINVAL;
+	}
+	if (held)
+		vcpu_release(v, VCPU_HOLD_INTROSPECT);
+	if (!err) {
+		/* The TRAP event follows, from the vCPU, as it delivers it. */
+		in->pend[r->vcpu].trap = (struct kvmi_vcpu_event_trap){
+			.nr = x->nr, .error_code = x->error_code,
+			.address = x->address,
+		};
+		if (vcpu_run_on(v, trap_work, in, false))
+			err = -KVM_ENOMEM;
+	}
+	return reply(in, r, err, NULL, 0);
+}
+
+static bool do_get_xcr(struct introspect *in, const struct kvmi_req *r,
+		       struct vcpu *v)
+{
+	struct kvmi_vcpu_get_xcr_reply rep = { 0 };
+	struct kvm_xcrs x;
+	int err = hold(in, v);
+
+	if (!err) {
+		memset(&x, 0, sizeof(x));
+		if (ioctl(kvm_vcpu_fd(v->kvm), KVM_GET_XCRS, &x) < 0)
+			err = -KVM_EOPNOTSUPP;
+		vcpu_release(v, VCPU_HOLD_INTROSPECT);
+	}
+	if (!err) {
+		err = -KVM_EINVAL;
+		for (unsigned int i = 0; i < x.nr_xcrs && i < KVM_MAX_XCRS; i++)
+			if (x.xcrs[i].xcr == r->a.get_xcr.xcr) {
+				rep.value = x.xcrs[i].value;
+				err = 0;
+			}
+	}
+	return reply(in, r, err, &rep, sizeof(rep));
+}
+
+static bool do_get_xsave(struct introspect *in, const struct kvmi_req *r,
+			 struct vcpu *v)
+{
+	static struct kvm_xsave x;	/* this thread's only */
+	int err = hold(in, v);
+
+	if (!err) {
+		memset(&x, 0, sizeof(x));
+		if (ioctl(kvm_vcpu_fd(v->kvm), KVM_GET_XSAVE, &x) < 0)
+			err = -KVM_EOPNOTSUPP;
+		vcpu_release(v, VCPU_HOLD_INTROSPECT);
+	}
+	return reply(in, r, err, &x, sizeof(x));
+}
+
+static bool do_control_events(struct introspect *in, const struct kvmi_req *r)
+{
+	uint16_t id = r->has_vcpu ? r->a.vcpu_control_events.event_id :
+				    r->a.vm_control_events.event_id;
+	bool on = r->has_vcpu ? r->a.vcpu_control_events.enable :
+				r->a.vm_control_events.enable;
+	uint64_t bp = kvmi_event_bit(KVMI_VCPU_EVENT_BREAKPOINT), any = 0;
+
+	pthread_mutex_lock(&in->lock);
+	if (!r->has_vcpu)
+		in->unhook = on;	/* the one VM event */
+	else if (on)
+		in->vcpu_events[r->vcpu] |= kvmi_event_bit(id);
+	else
+		in->vcpu_events[r->vcpu] &= ~kvmi_event_bit(id);
+	for (unsigned int i = 0; i < in->m->ncpus; i++)
+		any |= in->vcpu_events[i] & bp;
+	pthread_mutex_unlock(&in->lock);
+	/* Where the host intercepts int3, the guest's int3s are events. */
+	if (id == KVMI_VCPU_EVENT_BREAKPOINT)
+		machine_debug_set_sw_bp(in->m, VCPU_DEBUG_KVMI, any != 0);
+	return reply(in, r, 0, NULL, 0);
+}
+
+static bool do_set_page_access(struct introspect *in, const struct kvmi_req *r)
+{
+	uint64_t saved[MAX_PROTECTED];
+	unsigned int nsaved, count = r->a.set_page_access.count;
+	int err = 0;
+
+	pthread_mutex_lock(&in->lock);
+	memcpy(saved, in->prot, sizeof(saved));
+	nsaved = in->nprot;
+	for (unsigned int i = 0; i < count && !err; i++) {
+		struct kvmi_page_access_entry e;
+		uint64_t page;
+		unsigned int k = 0;
+
+		memcpy(&e, r->args_tail + i * sizeof(e), sizeof(e));
+		page = e.gpa & ~(uint64_t)(KVMI_PAGE_SIZE - 1);
+		if (!writable_ram(in->m, page)) {
+			err = -KVM_EINVAL;
+			break;
+		}
+		while (k < in->nprot && in->prot[k] < page)
+			k++;
+		if (e.access == 7 && k < in->nprot && in->prot[k] == page) {
+			memmove(&in->prot[k], &in->prot[k + 1],
+				(in->nprot - k - 1) * sizeof(in->prot[0]));
+			in->nprot--;
+		} else if (e.access != 7 &&
+			   !(k < in->nprot && in->prot[k] == page)) {
+			if (in->nprot == MAX_PROTECTED) {
+				err = -KVM_ENOMEM;
+				break;
+			}
+			memmove(&in->prot[k + 1], &in->prot[k],
+				(in->nprot - k) * sizeof(in->prot[0]));
+			in->prot[k] = page;
+			in->nprot++;
+		}
+	}
+	if (err) {
+		memcpy(in->prot, saved, sizeof(saved));
+		in->nprot = nsaved;
+	}
+	pthread_mutex_unlock(&in->lock);
+	if (!err)
+		err = apply_protection(in);
+	return reply(in, r, err, NULL, 0);
+}
+
+static bool do_control_msr(struct introspect *in, const struct kvmi_req *r)
+{
+	uint32_t msr = r->a.control_msr.msr;
+	unsigned int k;
+	int err = 0;
+
+	if (!in->user_msr)
+		return reply(in, r, -KVM_EOPNOTSUPP, NULL, 0);
+	for (k = 0; k < in->nmsrs && in->msrs[k] != msr; k++)
+		;
+	if (r->a.control_msr.enable && k == in->nmsrs) {
+		if (in->nmsrs == MAX_MSRS)
+			return reply(in, r, -KVM_ENOMEM, NULL, 0);
+		in->msrs[in->nmsrs++] = msr;
+	} else if (!r->a.control_msr.enable && k < in->nmsrs) {
+		in->msrs[k] = in->msrs[--in->nmsrs];
+	} else {
+		return reply(in, r, 0, NULL, 0);
+	}
+	err = apply_msr_filter(in);
+	if (err && r->a.control_msr.enable)
+		in->nmsrs--;
 	return reply(in, r, err, NULL, 0);
 }
 
@@ -341,8 +1267,31 @@ static bool run_command(struct introspect *in, const struct kvmi_req *r)
 						      r->a.check_command.id),
 			     NULL, 0);
 	case KVMI_VM_CHECK_EVENT:
-		/* No events are sent yet: every one is unsupported. */
-		return reply(in, r, -KVM_ENOENT, NULL, 0);
+		return reply(in, r,
+			     kvmi_proto_check_event(&in->proto,
+						    r->a.check_event.id),
+			     NULL, 0);
+	case KVMI_VM_CONTROL_EVENTS:
+	case KVMI_VCPU_CONTROL_EVENTS:
+		return do_control_events(in, r);
+	case KVMI_VM_SET_PAGE_ACCESS:
+		return do_set_page_access(in, r);
+	case KVMI_VCPU_SET_REGISTERS:
+		return do_set_registers(in, r, v);
+	case KVMI_VCPU_INJECT_EXCEPTION:
+		return do_inject(in, r, v);
+	case KVMI_VCPU_GET_XCR:
+		return do_get_xcr(in, r, v);
+	case KVMI_VCPU_GET_XSAVE:
+		return do_get_xsave(in, r, v);
+	case KVMI_VCPU_CONTROL_MSR:
+		return do_control_msr(in, r);
+	case KVMI_LKVM_VM_MAP_MEMORY:
+		return do_map_memory(in, r);
+	case KVMI_LKVM_VM_SET_BREAKPOINT:
+		return do_set_breakpoint(in, r);
+	case KVMI_VCPU_CONTROL_SINGLESTEP:
+		return do_singlestep(in, r, v);
 	case KVMI_VM_GET_INFO: {
 		struct kvmi_vm_get_info_reply rep = { .vcpu_count = m->ncpus };
 		return reply(in, r, 0, &rep, sizeof(rep));
@@ -380,14 +1329,59 @@ static bool run_command(struct introspect *in, const struct kvmi_req *r)
 
 /* ---- the connection ----------------------------------------------------------- */
 
-/* Lets go of everything the tool held; the guest runs on. */
+/*
+ * Lets go of everything the tool set, however it went: no event is sent
+ * any more, pending ones are answered CONTINUE, pages and MSRs are
+ * released. The guest runs on.
+ */
 static void cleanup(struct introspect *in)
 {
-	for (unsigned int i = 0; i < in->m->ncpus; i++) {
-		if (in->paused[i])
-			vcpu_release(&in->m->vcpus[i], VCPU_HOLD_INTROSPECT);
-		in->paused[i] = 0;
+	struct machine *m = in->m;
+	bool had_prot, had_msrs;
+
+	pthread_mutex_lock(&in->lock);
+	__atomic_store_n(&in->connected, false, __ATOMIC_RELEASE);
+	in->unhook = false;
+	memset(in->vcpu_events, 0, m->ncpus * sizeof(in->vcpu_events[0]));
+	had_prot = in->nprot || in->slots_split;
+	in->nprot = 0;
+	had_msrs = in->nmsrs;
+	in->nmsrs = 0;
+	pthread_cond_broadcast(&in->cond);
+	pthread_mutex_unlock(&in->lock);
+	/* A vCPU that has not published its event yet sees !connected. */
+	for (unsigned int i = 0; i < m->ncpus; i++)
+		if (in->pend[i].ev.v)	/* it has been in an event */
+			vcpu_event_reply(&in->pend[i].ev,
+					 KVMI_EVENT_ACTION_CONTINUE);
+	if (had_prot && apply_protection(in))
+		pr_warn("introspection: could not release the protected pages");
+	if (had_msrs)
+		apply_msr_filter(in);
+	machine_debug_clear(m, VCPU_DEBUG_KVMI);
+}
+
+/* An event reply: false when it is malformed or answers nothing. */
+static bool event_reply(struct introspect *in, const struct kvmi_req *r)
+{
+	struct ipend *pd = &in->pend[r->vcpu];
+	int err;
+
+	pthread_mutex_lock(&in->lock);
+	err = kvmi_event_reply_check(&pd->p, r);
+	if (!err) {
+		if (r->args_len == sizeof(pd->new_val))
+			memcpy(&pd->new_val, r->args, sizeof(pd->new_val));
+		pd->answered = true;
+		pd->p.active = false;
+		/* Whether the page is still protected as the tool replies,
+		 * not once the tool has gone (and the page with it). */
+		pd->retry_lands = !is_protected(in, pd->pf_gpa);
 	}
+	pthread_mutex_unlock(&in->lock);
+	if (!err)
+		vcpu_event_reply(&pd->ev, r->action);
+	return !err;
 }
 
 static bool stop_requested(struct introspect *in, short revents)
@@ -403,20 +1397,35 @@ static void serve(struct introspect *in)
 		{ .fd = in->listen_fd, .events = POLLIN },
 	};
 	unsigned int npfd = in->listen_fd >= 0 ? 3 : 2;
+	bool more = false;	/* the last read found a message: try again */
 
 	for (;;) {
 		struct kvmi_req r;
 		size_t len;
 		int n, err;
 
+		/* A tool that sends several commands at once gets them read
+		 * back to back, without a poll() each. */
+		if (more && !machine_stopping(in->m)) {
+			err = kvmi_io_recv(in->conn_fd, in->buf,
+					   sizeof(in->buf), 0, &len, NULL);
+			more = !err;
+			if (!err)
+				goto got;
+			if (err != -ETIMEDOUT && err != -EINTR)
+				return;
+		}
+		/* Nothing more to read now: the replies go out. */
+		if (!flush_replies(in))
+			return;
 		n = poll(pfd, npfd, POLL_MS);
 		if (n < 0 && errno != EINTR)
 			return;
 		if (stop_requested(in, n > 0 ? pfd[1].revents : 0))
 			return;
-		/* One tool at a time: a second one is turned away, but
-		 * only once the first has been read: when it has just
-		 * hung up, the next tool is the one to serve. */
+		/* One tool at a time: a second one is turned away, once the
+		 * first is seen alive (one that is closing is handled first,
+		 * so that a tool reconnecting at once is served next). */
 		if (npfd == 3 && (pfd[2].revents & POLLIN) && !pfd[0].revents) {
 			int c = accept4(in->listen_fd, NULL, NULL, SOCK_CLOEXEC);
 
@@ -433,10 +1442,15 @@ static void serve(struct introspect *in)
 			continue;
 		if (err)
 			return;		/* gone, cut short, stalled, oversized */
+		more = true;
+got:
 		if (kvmi_parse(&in->proto, in->buf, len, &r) < 0)
 			return;
-		if (r.kind != KVMI_REQ_COMMAND)
-			return;		/* no event is pending: a bad reply */
+		if (r.kind != KVMI_REQ_COMMAND) {
+			if (!event_reply(in, &r))
+				return;	/* a bad reply closes */
+			continue;
+		}
 		if (r.error ? !reply(in, &r, r.error, NULL, 0) :
 			      !run_command(in, &r))
 			return;
@@ -448,18 +1462,30 @@ static void session(struct introspect *in, int fd)
 {
 	int err;
 
-	in->conn_fd = fd;
 	err = kvmi_io_handshake_vmm(fd, in->cookie, in->cookie_len, &in->info,
 				    HANDSHAKE_MS);
-	if (err)
+	if (err) {
 		pr_warn("introspection: handshake failed: %s",
 			err == -EACCES ? "the tool does not know the cookie" :
 					 strerror(-err));
-	else
-		serve(in);
+		close(fd);
+		return;
+	}
+	pthread_mutex_lock(&in->send_lock);
+	pthread_mutex_lock(&in->lock);
+	in->conn_fd = fd;
+	in->gen++;
+	__atomic_store_n(&in->connected, true, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&in->lock);
+	pthread_mutex_unlock(&in->send_lock);
+	in->outq_len = 0;
+	serve(in);
+	flush_replies(in);	/* what was answered before it ended */
 	cleanup(in);
+	pthread_mutex_lock(&in->send_lock);
 	in->conn_fd = -1;
 	close(fd);
+	pthread_mutex_unlock(&in->send_lock);
 }
 
 static int connect_tool(const char *path)
@@ -547,6 +1573,158 @@ static int listen_at(const char *path)
 	return fd;
 }
 
+/* ---- guest RAM as a memfd ----------------------------------------------------- */
+
+/*
+ * Puts guest RAM on a memfd at the same host addresses (before any vCPU
+ * runs), so that a tool can map it: the pages the guest has not touched
+ * stay unallocated, as with anonymous memory. The file's size is sealed:
+ * a tool given a writable descriptor cannot shrink it under lkvm.
+ */
+static int ram_to_memfd(struct introspect *in)
+{
+	struct machine *m = in->m;
+	uint64_t total = 0, off = 0;
+	long page = sysconf(_SC_PAGESIZE);
+	int fd, err = 0;
+
+	for (unsigned int i = 0; i < m->nmem; i++)
+		if (!m->mem[i].readonly)
+			total += m->mem[i].size;
+	if (!total || page <= 0)
+		return -EINVAL;
+	fd = memfd_create("lkvm-guest-ram", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (fd < 0)
+		return -errno;
+	if (ftruncate(fd, (off_t)total) ||
+	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)) {
+		err = -errno;
+		goto fail;
+	}
+	for (unsigned int i = 0; i < m->nmem && !err; i++) {
+		const struct mem_region *mr = &m->mem[i];
+		size_t npages = mr->size / (uint64_t)page;
+		unsigned char *vec;
+
+		if (mr->readonly)
+			continue;
+		/* What is already written (resident) goes into the file. */
+		vec = malloc(npages ? npages : 1);
+		if (!vec) {
+			err = -ENOMEM;
+			break;
+		}
+		if (mincore(mr->host, mr->size, vec)) {
+			err = -errno;
+		} else {
+			for (size_t p = 0; p < npages && !err; p++)
+				if ((vec[p] & 1) &&
+				    pwrite(fd, (char *)mr->host + p * page, page,
+					   (off_t)(off + p * page)) != page)
+					err = -EIO;
+		}
+		free(vec);
+		if (!err && mmap(mr->host, mr->size, PROT_READ | PROT_WRITE,
+				 MAP_SHARED | MAP_FIXED | MAP_NORESERVE, fd,
+				 (off_t)off) == MAP_FAILED)
+			err = -errno;
+		if (err)
+			break;
+		in->ram_regions[in->nram_regions++] =
+			(struct kvmi_lkvm_mem_region){ mr->gpa, mr->size, off };
+		off += mr->size;
+	}
+	if (err)
+		goto fail;
+	/* The read-only descriptor tools get: opened now, since the
+	 * server thread may not open files once the guest runs. */
+	{
+		char path[64];
+
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		in->ram_ro_fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (in->ram_ro_fd < 0) {
+			err = -errno;
+			goto fail;
+		}
+	}
+	in->ram_fd = fd;
+	in->ram_fd_size = total;
+	return 0;
+fail:
+	close(fd);
+	in->nram_regions = 0;
+	return err;
+}
+
+static bool do_map_memory(struct introspect *in, const struct kvmi_req *r)
+{
+	struct kvmi_lkvm_vm_map_memory_reply rep = {
+		.file_size = in->ram_fd_size,
+		.count = (uint16_t)in->nram_regions,
+		.writable = r->a.map_memory.writable,
+	};
+	uint8_t data[sizeof(rep) + sizeof(in->ram_regions)];
+	size_t len = sizeof(rep) + in->nram_regions * sizeof(in->ram_regions[0]);
+	/* Read-only unless the tool asked. */
+	int fd = rep.writable ? in->ram_fd : in->ram_ro_fd;
+	struct iovec iov;
+	ssize_t n;
+	bool ok;
+
+	memcpy(data, &rep, sizeof(rep));
+	memcpy(data + sizeof(rep), in->ram_regions,
+	       in->nram_regions * sizeof(in->ram_regions[0]));
+	n = kvmi_reply_build(in->out, sizeof(in->out), r, 0, data, len);
+	if (n < 0)
+		return reply(in, r, -KVM_EINVAL, NULL, 0);
+	iov = (struct iovec){ in->out, (size_t)n };
+	if (!flush_replies(in))
+		return false;
+	pthread_mutex_lock(&in->send_lock);
+	ok = in->conn_fd >= 0 && kvmi_io_send(in->conn_fd, &iov, 1, fd) == 0;
+	pthread_mutex_unlock(&in->send_lock);
+	return ok;
+}
+
+/* ---- UNHOOK ------------------------------------------------------------------- */
+
+void introspect_unhook(struct machine *m)
+{
+	struct introspect_cfg *cfg = machine_dev_cfg(m, &introspect_ops);
+	struct introspect *in = cfg ? cfg->in : NULL;
+	uint8_t msg[sizeof(struct kvmi_msg_hdr) + sizeof(struct kvmi_event_hdr)];
+	struct timespec ts;
+	unsigned int gen;
+	bool want;
+	ssize_t n;
+
+	if (!in)
+		return;
+	pthread_mutex_lock(&in->lock);
+	want = in->connected && in->unhook;
+	gen = in->gen;
+	pthread_mutex_unlock(&in->lock);
+	if (!want)
+		return;
+	n = kvmi_vm_event_build(msg, sizeof(msg), kvmi_next_seq(&in->proto),
+				KVMI_VM_EVENT_UNHOOK);
+	if (n < 0 || !send_msg(in, msg, (size_t)n))
+		return;
+	/* The tool lets go by closing; cleanup() wakes us. */
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += INTROSPECT_UNHOOK_MS / 1000;
+	pthread_mutex_lock(&in->lock);
+	while (in->connected && in->gen == gen &&
+	       pthread_cond_timedwait(&in->cond, &in->lock, &ts) != ETIMEDOUT)
+		;
+	want = in->connected && in->gen == gen;
+	pthread_mutex_unlock(&in->lock);
+	if (want)
+		pr_warn("introspection: the tool did not let go within %d ms of UNHOOK",
+			INTROSPECT_UNHOOK_MS);
+}
+
 /* ---- the device --------------------------------------------------------------- */
 
 static void free_in(struct introspect *in)
@@ -560,8 +1738,16 @@ static void free_in(struct introspect *in)
 		close(in->stop_pipe[1]);
 	}
 	memset(in->cookie, 0, sizeof(in->cookie));
-	free(in->paused);
+	free(in->pend);
+	free(in->vcpu_events);
+	if (in->ram_fd >= 0)
+		close(in->ram_fd);	/* the mappings keep the memory */
+	if (in->ram_ro_fd >= 0)
+		close(in->ram_ro_fd);
 	free(in->path);
+	if (in->cookie_path)
+		unlink(in->cookie_path);
+	free(in->cookie_path);
 	free(in);
 }
 
@@ -578,7 +1764,8 @@ static int introspect_check(struct machine *m, void *opaque)
 	if (!in)
 		return -ENOMEM;
 	in->m = m;
-	in->listen_fd = in->conn_fd = -1;
+	in->timeout_ms = EVENT_TIMEOUT_MS;
+	in->listen_fd = in->conn_fd = in->ram_fd = in->ram_ro_fd = -1;
 	in->stop_pipe[0] = in->stop_pipe[1] = -1;
 	err = parse_spec(in, cfg->spec);
 	if (err) {
@@ -598,36 +1785,65 @@ static int introspect_init(struct machine *m)
 	if (!in)
 		return 0;
 	cfg->in = NULL;		/* set again once all is up */
-	in->paused = calloc(m->ncpus ? m->ncpus : 1, sizeof(*in->paused));
-	if (!in->paused || pipe2(in->stop_pipe, O_CLOEXEC) < 0) {
-		err = in->paused ? -errno : -ENOMEM;
+	in->pend = calloc(m->ncpus ? m->ncpus : 1, sizeof(*in->pend));
+	in->vcpu_events = calloc(m->ncpus ? m->ncpus : 1,
+				 sizeof(*in->vcpu_events));
+	if (!in->pend || !in->vcpu_events ||
+	    pipe2(in->stop_pipe, O_CLOEXEC) < 0) {
+		err = in->pend && in->vcpu_events ? -errno : -ENOMEM;
 		pr_err("introspection: %s", strerror(-err));
 		goto fail;
 	}
+	for (unsigned int i = 0; i < m->ncpus; i++)
+		in->pend[i].in = in;
+	pthread_mutex_init(&in->send_lock, NULL);
+	pthread_mutex_init(&in->lock, NULL);
+	pthread_cond_init(&in->cond, NULL);
 	kvmi_proto_init(&in->proto, m->ncpus);
-	/*
-	 * What this server does so far (docs/kvmi.md, "Status"). The PAUSE
-	 * event stays in the codec's allowed set only so that it accepts
-	 * KVMI_VM_PAUSE_VCPU; KVMI_VM_CHECK_EVENT answers for every event.
-	 */
-	in->proto.cmd_supported = 0;
-	{
-		static const uint16_t cmds[] = {
-			KVMI_GET_VERSION, KVMI_VM_CHECK_COMMAND,
-			KVMI_VM_CHECK_EVENT, KVMI_VM_GET_INFO,
-			KVMI_VM_READ_PHYSICAL, KVMI_VM_WRITE_PHYSICAL,
-			KVMI_VM_PAUSE_VCPU, KVMI_VCPU_GET_INFO,
-			KVMI_VCPU_GET_REGISTERS, KVMI_VCPU_GET_CPUID,
-			KVMI_VCPU_TRANSLATE_GVA,
-		};
-		for (unsigned int i = 0; i < ARRAY_SIZE(cmds); i++)
-			in->proto.cmd_supported |= kvmi_cmd_bit(cmds[i]);
+	/* What mainline KVM lets lkvm do (docs/kvmi.md). */
+	err = ram_to_memfd(in);
+	if (err) {
+		pr_warn("introspection: guest RAM cannot be shared (%s): no MAP_MEMORY",
+			strerror(-err));
+		in->proto.cmd_supported &= ~kvmi_cmd_bit(KVMI_LKVM_VM_MAP_MEMORY);
+	}
+	/* Breakpoints and steps: the guest-debug layer (lkvm/vcpu.h). */
+	machine_debug_set_handler(m, VCPU_DEBUG_KVMI, debug_hit, in);
+	in->sync_regs = (kvm_check_extension(m->kvm, KVM_CAP_SYNC_REGS) &
+			 SYNC_WANT) == SYNC_WANT;
+	/* Writes to protected pages: RAM's MMIO exits come here. */
+	in->ram_hooked = true;
+	for (unsigned int i = 0; i < m->nmem; i++)
+		if (!m->mem[i].readonly &&
+		    machine_register_mmio(m, m->mem[i].gpa, m->mem[i].size,
+					  ram_access, in, "kvmi-ram"))
+			in->ram_hooked = false;
+	if (!in->ram_hooked) {
+		pr_warn("introspection: guest RAM overlaps a device: no page protection");
+		in->proto.cmd_supported &= ~kvmi_cmd_bit(KVMI_VM_SET_PAGE_ACCESS);
+		in->proto.ev_supported &= ~kvmi_event_bit(KVMI_VCPU_EVENT_PF);
+	}
+	/* Filtered MSR writes come to user space. */
+	in->user_msr = kvm_check_extension(m->kvm, KVM_CAP_X86_MSR_FILTER) > 0 &&
+		       !kvm_enable_user_msr(m->kvm, KVM_MSR_EXIT_REASON_FILTER);
+	if (in->user_msr) {
+		m->wrmsr = introspect_wrmsr;
+	} else {
+		in->proto.cmd_supported &= ~kvmi_cmd_bit(KVMI_VCPU_CONTROL_MSR);
+		in->proto.ev_supported &= ~kvmi_event_bit(KVMI_VCPU_EVENT_MSR);
+	}
+	err = machine_register_pio(m, KVMI_LKVM_AGENT_PORT, 4, agent_doorbell,
+				   in, "kvmi-agent");
+	if (err) {
+		pr_err("introspection: port 0x%x is taken: %s",
+		       KVMI_LKVM_AGENT_PORT, strerror(-err));
+		goto fail;
 	}
 	in->proto.cmd_allowed = in->proto.cmd_supported;
-	in->proto.ev_supported = in->proto.ev_allowed =
-		kvmi_event_bit(KVMI_VCPU_EVENT_PAUSE);
+	in->proto.ev_allowed = in->proto.ev_supported;
 	kvmi_io_random(in->info.uuid, sizeof(in->info.uuid));
-	in->info.features = 0;	/* guest RAM is no memfd: no MAP_MEMORY */
+	in->info.features = KVMI_LKVM_F_AGENT | KVMI_LKVM_F_SINGLESTEP |
+			    (in->ram_fd >= 0 ? KVMI_LKVM_F_MAP_MEMORY : 0);
 	in->info.version = KVMI_VERSION;
 	in->info.max_msg_size = KVMI_MAX_MSG_SIZE;
 	in->info.vcpu_count = m->ncpus;
@@ -665,6 +1881,7 @@ static void introspect_exit(struct machine *m)
 		(void)!write(in->stop_pipe[1], "x", 1);
 		pthread_join(in->thread, NULL);
 	}
+	machine_debug_set_handler(m, VCPU_DEBUG_KVMI, NULL, NULL);
 	free_in(in);
 	cfg->in = NULL;
 }
@@ -675,8 +1892,24 @@ static const struct seccomp_rule introspect_seccomp[] = {
 	SECCOMP_SYSCALL(accept4, SECCOMP_IO),
 	SECCOMP_SYSCALL_ARG(socket, 0, AF_UNIX, SECCOMP_IO),
 	SECCOMP_SYSCALL(connect, SECCOMP_IO),
+	/* A vCPU whose tool stalls cuts it off. */
+	SECCOMP_SYSCALL(shutdown, SECCOMP_ALL),
+	/* Write protection splits memory slots; MSR interception; the
+	 * vCPU state a tool reads. */
+	SECCOMP_IOCTL(KVM_SET_USER_MEMORY_REGION, SECCOMP_ALL),
+	SECCOMP_IOCTL(KVM_X86_SET_MSR_FILTER, SECCOMP_ALL),
+	SECCOMP_IOCTL(KVM_GET_XCRS, SECCOMP_ALL),
+	SECCOMP_IOCTL(KVM_GET_XSAVE, SECCOMP_ALL),
 	SECCOMP_END,
 };
+
+/* Only a guest given --introspect may change its memory slots. */
+static bool introspect_wanted(struct machine *m)
+{
+	struct introspect_cfg *cfg = machine_dev_cfg(m, &introspect_ops);
+
+	return cfg && cfg->spec;
+}
 
 static const struct device_ops introspect_ops = {
 	.name = "introspect",
@@ -687,5 +1920,6 @@ static const struct device_ops introspect_ops = {
 	.init = introspect_init,
 	.exit = introspect_exit,
 	.seccomp = introspect_seccomp,
+	.seccomp_wanted = introspect_wanted,
 };
 DEVICE(introspect_ops);

@@ -155,6 +155,9 @@ static int read_exact(int fd, uint8_t *p, size_t len, int64_t first_deadline,
 	} ctl;
 	int64_t deadline = *got ? now_ms() + KVMI_IO_MSG_TIMEOUT_MS
 				: first_deadline;
+	/* Data is usually there already: try first, wait only when not
+	 * (each system call costs, most of all on a paravirtual host). */
+	bool wait = false;
 
 	while (len) {
 		struct iovec v = { .iov_base = p, .iov_len = len };
@@ -167,14 +170,22 @@ static int read_exact(int fd, uint8_t *p, size_t len, int64_t first_deadline,
 		ssize_t n;
 		int err;
 
-		err = wait_fd(fd, POLLIN, deadline);
-		if (err)
-			return err == -ETIMEDOUT && *got ? -EPROTO : err;
+		if (wait) {
+			err = wait_fd(fd, POLLIN, deadline);
+			if (err)
+				return err == -ETIMEDOUT && *got ? -EPROTO : err;
+		}
 		n = recvmsg(fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+		wait = n < 0;
 		if (n < 0) {
 			if (errno == EINTR || errno == EAGAIN ||
-			    errno == EWOULDBLOCK)
+			    errno == EWOULDBLOCK) {
+				/* A deadline already past: one look, no wait. */
+				if (errno != EINTR && deadline >= 0 &&
+				    deadline <= now_ms())
+					return *got ? -EPROTO : -ETIMEDOUT;
 				continue;
+			}
 			err = -errno;
 			/* Cut off inside a message: the stream is lost. */
 			return err == -ECONNRESET && *got ? -EPROTO : err;

@@ -32,6 +32,7 @@ _Static_assert(sizeof(struct kvmi_vcpu_event_trap) == 16, "event_trap");
 _Static_assert(sizeof(struct kvmi_vcpu_get_registers_reply) == 472, "regs");
 _Static_assert(sizeof(struct kvmi_lkvm_vm_map_memory_reply) == 16, "map");
 _Static_assert(sizeof(struct kvmi_lkvm_mem_region) == 24, "mem_region");
+_Static_assert(sizeof(struct kvmi_lkvm_vm_set_breakpoint) == 16, "set_bp");
 _Static_assert(sizeof(struct kvmi_lkvm_hs_hello) == 48, "hs_hello");
 _Static_assert(sizeof(struct kvmi_lkvm_hs_auth) == 64, "hs_auth");
 _Static_assert(sizeof(struct kvmi_lkvm_hs_welcome) == 72, "hs_welcome");
@@ -78,6 +79,8 @@ static int check_get_xcr(const struct kvmi_proto *p, struct kvmi_req *r);
 static int check_set_xsave(const struct kvmi_proto *p, struct kvmi_req *r);
 static int check_control_msr(const struct kvmi_proto *p, struct kvmi_req *r);
 static int check_singlestep(const struct kvmi_proto *p, struct kvmi_req *r);
+static int check_set_breakpoint(const struct kvmi_proto *p,
+				struct kvmi_req *r);
 
 #define CMD(i, a, rs, po, pl, b, c) \
 	{ .id = i, .name = #i, .args_size = a, .reply_size = rs, \
@@ -131,6 +134,9 @@ static const struct cmd_desc cmds[] = {
 	    sizeof(struct kvmi_vcpu_translate_gva_reply), 0, 0, -1, NULL),
 	CMD(KVMI_LKVM_VM_MAP_MEMORY, sizeof(struct kvmi_lkvm_vm_map_memory),
 	    -1, 1, 7, 0, NULL),
+	CMD(KVMI_LKVM_VM_SET_BREAKPOINT,
+	    sizeof(struct kvmi_lkvm_vm_set_breakpoint), 0, 9, 7, 8,
+	    check_set_breakpoint),
 };
 
 struct event_desc {
@@ -550,6 +556,15 @@ static int check_singlestep(const struct kvmi_proto *p, struct kvmi_req *r)
 {
 	(void)r;
 	if (!kvmi_proto_event_allowed(p, KVMI_VCPU_EVENT_SINGLESTEP))
+		return -KVM_EPERM;
+	return 0;
+}
+
+static int check_set_breakpoint(const struct kvmi_proto *p,
+				struct kvmi_req *r)
+{
+	(void)r;
+	if (!kvmi_proto_event_allowed(p, KVMI_VCPU_EVENT_BREAKPOINT))
 		return -KVM_EPERM;
 	return 0;
 }

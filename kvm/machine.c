@@ -318,6 +318,15 @@ static int on_mmio(void *opaque, struct kvm_vcpu *kv, uint64_t gpa,
 	return KVM_CONTINUE;
 }
 
+static int on_wrmsr(void *opaque, struct kvm_vcpu *kv, uint32_t index,
+		    uint64_t data)
+{
+	struct machine *m = opaque;
+
+	return m->wrmsr ? m->wrmsr(m, kvm_vcpu_opaque(kv), index, data) :
+			  KVM_MSR_FAULT;
+}
+
 static int crash(struct machine *m, struct kvm_vcpu *kv, const char *why)
 {
 	machine_dump_vcpu(m, kvm_vcpu_opaque(kv), why);
@@ -376,6 +385,7 @@ static int on_debug(void *opaque, struct kvm_vcpu *kv,
 static const struct kvm_callbacks callbacks = {
 	.pio = on_pio,
 	.mmio = on_mmio,
+	.wrmsr = on_wrmsr,
 	.debug = on_debug,
 	.shutdown = on_shutdown,
 	.system_event = on_system_event,

@@ -269,9 +269,9 @@ static int export_bpf(scmp_filter_ctx ctx, struct bpf *out)
 	return 0;
 }
 
-/* Every device's calls are in: the filter is the same whatever the
- * options, so it can be built before the devices are. */
-static int build(unsigned int classes, struct bpf *out)
+/* The calls of every device that the options ask for: known before the
+ * devices are set up, so the filters can be built meanwhile. */
+static int build(struct machine *m, unsigned int classes, struct bpf *out)
 {
 	unsigned int n;
 	const struct device_ops *const *devs = device_list(&n);
@@ -292,7 +292,8 @@ static int build(unsigned int classes, struct bpf *out)
 	if (!err)
 		err = add_rules(ctx, core_rules, classes, "core");
 	for (unsigned int i = 0; !err && i < n; i++)
-		err = add_rules(ctx, devs[i]->seccomp, classes, devs[i]->name);
+		if (!devs[i]->seccomp_wanted || devs[i]->seccomp_wanted(m))
+			err = add_rules(ctx, devs[i]->seccomp, classes, devs[i]->name);
 	if (!err)
 		err = export_bpf(ctx, out);
 	seccomp_release(ctx);
@@ -552,6 +553,7 @@ static const struct device_ops confine_ops;
  */
 static struct {
 	pthread_t thread;
+	struct machine *m;
 	bool started;
 	struct bpf all;
 	int err;
@@ -560,9 +562,9 @@ static struct {
 static void *prepare_thread(void *arg)
 {
 	(void)arg;
-	prep.err = build(SECCOMP_ALL, &prep.all);
+	prep.err = build(prep.m, SECCOMP_ALL, &prep.all);
 	for (int c = 0; !prep.err && c < NCLASS; c++)
-		prep.err = build(1u << c, &class_bpf[c]);
+		prep.err = build(prep.m, 1u << c, &class_bpf[c]);
 	return NULL;
 }
 
@@ -572,15 +574,18 @@ void confine_prepare(struct machine *m)
 
 	if (!cfg || cfg->no_seccomp || prep.started)
 		return;
+	prep.m = m;
 	prep.started = !pthread_create(&prep.thread, NULL, prepare_thread,
 				       NULL);
 }
 
 /* The filters, made now if confine_prepare() did not start. */
-static int prepared(struct bpf *all)
+static int prepared(struct machine *m, struct bpf *all)
 {
-	if (!prep.started)
+	if (!prep.started) {
+		prep.m = m;
 		prepare_thread(NULL);
+	}
 	else
 		pthread_join(prep.thread, NULL);
 	prep.started = false;
@@ -610,7 +615,7 @@ int confine_start(struct machine *m, struct registry_entry *reg)
 	if (cfg->no_seccomp)
 		return 0;
 
-	err = prepared(&all);
+	err = prepared(m, &all);
 	if (err) {
 		pr_err("seccomp: cannot build the filters: %s", strerror(-err));
 		goto out;
@@ -627,7 +632,7 @@ int confine_start(struct machine *m, struct registry_entry *reg)
 	__atomic_store_n(&filters_ready, true, __ATOMIC_RELEASE);
 out:
 	if (prep.started)	/* refused before the filters were needed */
-		prepared(&all);
+		prepared(m, &all);
 	free(all.buf);
 	return err;
 }

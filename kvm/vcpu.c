@@ -607,11 +607,15 @@ int vcpu_event_wait(struct vcpu *v, struct vcpu_event *ev, int timeout_ms)
 	pthread_cond_broadcast(&c->cond);
 	pthread_mutex_unlock(&c->lock);
 
-	pthread_mutex_lock(&mc->lock);
-	*mc->tail = ev;
-	mc->tail = &ev->next;
-	pthread_cond_broadcast(&mc->cond);
-	pthread_mutex_unlock(&mc->lock);
+	if (ev->published) {
+		ev->published(ev);
+	} else {
+		pthread_mutex_lock(&mc->lock);
+		*mc->tail = ev;
+		mc->tail = &ev->next;
+		pthread_cond_broadcast(&mc->cond);
+		pthread_mutex_unlock(&mc->lock);
+	}
 
 	pthread_mutex_lock(&c->lock);
 	for (;;) {

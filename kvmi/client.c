@@ -258,25 +258,16 @@ static int read_msg(struct kvmi_conn *c, int timeout_ms, size_t *len,
 	return err ? fail(c, err == -EMSGSIZE ? -EPROTO : err) : 0;
 }
 
-/*
- * Sends a command and waits for its reply; events that come first are
- * queued. The reply's data is copied to reply (see kvmi_command()).
- */
-static int call(struct kvmi_conn *c, uint16_t id, int vcpu,
-		const struct iovec *args, int nargs, void *reply,
-		size_t reply_cap, size_t *reply_len, int *fd_out)
+/* Sends a command; its seq goes to *seq. */
+static int send_cmd(struct kvmi_conn *c, uint16_t id, int vcpu,
+		    const struct iovec *args, int nargs, uint32_t *seq)
 {
 	struct kvmi_msg_hdr hdr = { .id = id };
 	struct kvmi_vcpu_hdr vh = { .vcpu = vcpu < 0 ? 0 : vcpu };
 	struct iovec v[6];
-	int64_t deadline = deadline_of(c->timeout_ms);
-	size_t args_len = 0, len;
+	size_t args_len = 0;
 	int n = 0, err;
 
-	if (reply_len)
-		*reply_len = 0;
-	if (fd_out)
-		*fd_out = -1;
 	if (c->dead)
 		return -ENOTCONN;
 	if ((vcpu >= 0) != (id & 1) || vcpu > 0xffff || nargs > 4)
@@ -296,7 +287,28 @@ static int call(struct kvmi_conn *c, uint16_t id, int vcpu,
 	err = kvmi_io_send(c->fd, v, n, -1);
 	if (err)
 		return fail(c, err);
+	*seq = hdr.seq;
+	return 0;
+}
 
+/*
+ * Waits for the reply to command (id, seq); events that come first are
+ * queued. The reply's data is copied to reply (see kvmi_command()).
+ */
+static int wait_reply(struct kvmi_conn *c, uint16_t id, uint32_t seq,
+		      void *reply, size_t reply_cap, size_t *reply_len,
+		      int *fd_out)
+{
+	int64_t deadline = deadline_of(c->timeout_ms);
+	size_t len;
+	int err;
+
+	if (reply_len)
+		*reply_len = 0;
+	if (fd_out)
+		*fd_out = -1;
+	if (c->dead)
+		return -ENOTCONN;
 	for (;;) {
 		struct kvmi_reply r;
 		struct kvmi_event ev;
@@ -315,7 +327,7 @@ static int call(struct kvmi_conn *c, uint16_t id, int vcpu,
 				return fail(c, -EPROTO);
 			continue;
 		}
-		if (kvmi_reply_parse(c->in.buf, len, id, hdr.seq, &r)) {
+		if (kvmi_reply_parse(c->in.buf, len, id, seq, &r)) {
 			if (pfd >= 0)
 				close(pfd);
 			return fail(c, -EPROTO);
@@ -341,6 +353,24 @@ static int call(struct kvmi_conn *c, uint16_t id, int vcpu,
 			*reply_len = r.len;
 		return 0;
 	}
+}
+
+/* Sends a command and waits for its reply. */
+static int call(struct kvmi_conn *c, uint16_t id, int vcpu,
+		const struct iovec *args, int nargs, void *reply,
+		size_t reply_cap, size_t *reply_len, int *fd_out)
+{
+	uint32_t seq;
+	int err = send_cmd(c, id, vcpu, args, nargs, &seq);
+
+	if (err) {
+		if (reply_len)
+			*reply_len = 0;
+		if (fd_out)
+			*fd_out = -1;
+		return err;
+	}
+	return wait_reply(c, id, seq, reply, reply_cap, reply_len, fd_out);
 }
 
 static int call1(struct kvmi_conn *c, uint16_t id, int vcpu,
@@ -420,24 +450,58 @@ static size_t page_chunk(uint64_t gpa, size_t len)
 	return len < room ? len : room;
 }
 
+/*
+ * Reads in page-sized requests, up to READ_WINDOW of them in flight: the
+ * VMM answers in order, so the socket's round trip is paid once per
+ * window, not once per page.
+ */
+#define READ_WINDOW 16
+
 int kvmi_read_physical(struct kvmi_conn *c, uint64_t gpa, void *buf,
 		       size_t len)
 {
+	struct {
+		uint32_t seq;
+		uint8_t *dst;
+		size_t n;
+	} fl[READ_WINDOW];
+	unsigned int head = 0, count = 0;
 	uint8_t *p = buf;
+	int err = 0;
 
-	while (len) {
-		size_t n = page_chunk(gpa, len);
-		struct kvmi_vm_read_physical a = { .gpa = gpa, .size = n };
-		int err = call1(c, KVMI_VM_READ_PHYSICAL, -1, &a, sizeof(a),
-				p, n);
+	while ((len || count) && !err) {
+		if (len && count < READ_WINDOW) {
+			size_t n = page_chunk(gpa, len);
+			struct kvmi_vm_read_physical a = { .gpa = gpa,
+							   .size = n };
+			struct iovec v = { &a, sizeof(a) };
+			unsigned int slot = (head + count) % READ_WINDOW;
 
-		if (err)
-			return err;
-		gpa += n;
-		p += n;
-		len -= n;
+			err = send_cmd(c, KVMI_VM_READ_PHYSICAL, -1, &v, 1,
+				       &fl[slot].seq);
+			fl[slot].dst = p;
+			fl[slot].n = n;
+			count++;
+			gpa += n;
+			p += n;
+			len -= n;
+			continue;
+		}
+		err = wait_reply(c, KVMI_VM_READ_PHYSICAL, fl[head].seq,
+				 fl[head].dst, fl[head].n, NULL, NULL);
+		head = (head + 1) % READ_WINDOW;
+		count--;
 	}
-	return 0;
+	/* A refusal leaves replies in flight: collect them, in order. */
+	while (count && !c->dead) {
+		uint8_t scratch[KVMI_PAGE_SIZE];
+
+		wait_reply(c, KVMI_VM_READ_PHYSICAL, fl[head].seq, scratch,
+			   fl[head].n, NULL, NULL);
+		head = (head + 1) % READ_WINDOW;
+		count--;
+	}
+	return err;
 }
 
 int kvmi_write_physical(struct kvmi_conn *c, uint64_t gpa, const void *buf,
@@ -654,6 +718,14 @@ int kvmi_control_singlestep(struct kvmi_conn *c, uint16_t vcpu, bool enable)
 
 	return call1(c, KVMI_VCPU_CONTROL_SINGLESTEP, vcpu, &a, sizeof(a),
 		     NULL, 0);
+}
+
+int kvmi_set_breakpoint(struct kvmi_conn *c, uint64_t gva, bool enable)
+{
+	struct kvmi_lkvm_vm_set_breakpoint a = { .gva = gva, .enable = enable };
+
+	return call1(c, KVMI_LKVM_VM_SET_BREAKPOINT, -1, &a, sizeof(a), NULL,
+		     0);
 }
 
 int kvmi_translate_gva(struct kvmi_conn *c, uint16_t vcpu, uint64_t gva,

@@ -161,10 +161,10 @@ read-padding -22
 read-cross-page -22
 vcpu-out-of-range -22
 vcpu-padding -22
-check-event-pause -2
-check-command-map-memory -2
-map-memory -1000
-control-events -1000
+check-event-pause 0
+check-command-map-memory 0
+map-memory-bad-flag -22
+control-events 0
 after-bad-reply closed
 after-oversized closed"
 	[ "$output" = "$expect" ] || { echo "$output"; return 1; }
@@ -248,4 +248,29 @@ PY
 		[ "$status" -eq 0 ] || { echo "read, round $i: $output"; return 1; }
 	done
 	"$LKVM" resume g
+}
+
+@test "lkvm introspect NAME: found in the registry with the cookie lkvm made" {
+	start_heartbeat n --introspect listen
+	run "$LKVM" introspect n info
+	[ "$status" -eq 0 ] || { echo "$output"; return 1; }
+	[[ "$output" == *"vcpus 1"* ]]
+	# Virtual addresses, through the guest's page tables.
+	read -r _ _ gva _ < <(grep -E '^# map ' "$TMP/n.log")
+	read -r _ _ _ value < <(grep -E '^# magic ' "$TMP/n.log")
+	run "$LKVM" introspect n read --virt "$gva" 8
+	[ "$status" -eq 0 ] || { echo "$output"; return 1; }
+	[[ "$output" == *"$(le_bytes "$value")"* ]] || { echo "$output"; return 1; }
+	va=$(printf '0x%x' $((gva + 0x200)))
+	run "$LKVM" introspect n write --virt "$va" cafe
+	[ "$status" -eq 0 ] || { echo "$output"; return 1; }
+	run "$LKVM" introspect n read --virt "$va" 2
+	[[ "$output" == *"ca fe"* ]] || { echo "$output"; return 1; }
+	run "$LKVM" introspect nosuch info
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"no such guest"* ]]
+	# The registry entry goes with the guest.
+	"$LKVM" stop n --wait
+	run "$LKVM" introspect n info
+	[ "$status" -eq 1 ]
 }

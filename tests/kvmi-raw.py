@@ -47,12 +47,90 @@ def closed():
 
 handshake()
 
+events = []
+
 def cmd(name, mid, data=b""):
     seq = cmd.seq = getattr(cmd, "seq", 100) + 1
     send(mid, seq, data)
-    rid, rseq, reply = recv_msg()
+    while True:
+        rid, rseq, reply = recv_msg()
+        if rid in (0, 1):       # an event, not the reply: keep it
+            events.append((rid, rseq, reply))
+            continue
+        break
     assert (rid, rseq) == (mid, seq), (rid, rseq, mid, seq)
     print(name, struct.unpack("=i", reply[:4])[0])
+
+VCPU0 = struct.pack("=HHI", 0, 0, 0)
+
+if len(sys.argv) > 3 and sys.argv[3] == "events":
+    # Events (docs/kvmi.md): what check event/command say, page access
+    # values, SET_REGISTERS outside an event, a PAUSE event and a reply
+    # to it with the wrong seq, which closes the connection.
+    gpa = int(sys.argv[4], 0)
+    for name, ev in (("pf", 17), ("msr", 15), ("agent", 225), ("cr", 7),
+                     ("xsetbv", 11), ("descriptor", 13)):
+        cmd("check-event-" + name, 6, struct.pack("=HHI", ev, 0, 0))
+    cmd("check-command-control-cr", 4, struct.pack("=HHI", 13, 0, 0))
+    for name, acc in (("read-only", 5), ("no-read", 6), ("no-exec", 3)):
+        cmd("access-" + name, 20, struct.pack("=HHI", 1, 0, 0) +
+            struct.pack("=QB7x", gpa, acc))
+    send(20, 99, struct.pack("=HHI", 1, 0, 0) + struct.pack("=QB7x", gpa, 7))
+    recv_msg()                  # released again
+    cmd("set-registers-outside-event", 9, VCPU0 + b"\0" * 144)
+    # XCR0 has x87 state (bit 0) always; XSAVE is a whole struct kvm_xsave.
+    seq = 96
+    send(17, seq, VCPU0 + struct.pack("=B7x", 0))
+    while True:
+        rid, rseq, reply = recv_msg()
+        if rid not in (0, 1):
+            break
+        events.append((rid, rseq, reply))
+    err, _, xcr0 = struct.unpack("=iIQ", reply[:16])
+    print("get-xcr0", err, "x87", xcr0 & 1)
+    send(19, 95, VCPU0)
+    while True:
+        rid, rseq, reply = recv_msg()
+        if rid not in (0, 1):
+            break
+        events.append((rid, rseq, reply))
+    print("get-xsave", struct.unpack("=i", reply[:4])[0], len(reply) - 8)
+    cmd("get-xcr1", 17, VCPU0 + struct.pack("=B7x", 1))
+    # MAP_MEMORY: a read-only descriptor of guest RAM on the reply.
+    import array, mmap
+    send(0x400, 97, b"\0" * 8)
+    msg, fds, _, _ = socket.recv_fds(s, 8192, 1)
+    mid, size, seq = struct.unpack("=HHI", msg[:8])
+    err, _, fsize, count, wr = struct.unpack("=iIQHB", msg[8:27])
+    regions = [struct.unpack("=QQQ", msg[24 + 8 + 24 * i:24 + 8 + 24 * (i + 1)])
+               for i in range(count)]
+    print("map-memory", err, "fds", len(fds), "writable", wr)
+    m = mmap.mmap(fds[0], fsize, mmap.MAP_SHARED, mmap.PROT_READ)
+    for rgpa, rsize, roff in regions:
+        if rgpa <= gpa < rgpa + rsize:
+            # The guest's own first word of the watched page: 0x1000 + K.
+            word = struct.unpack("=Q", m[roff + gpa - rgpa:roff + gpa - rgpa + 8])[0]
+            print("mapped-word-ok", int(0x1000 <= word < 0x100000))
+    try:
+        mmap.mmap(fds[0], fsize, mmap.MAP_SHARED, mmap.PROT_WRITE)
+        print("writable-mapping allowed")
+    except OSError:
+        print("writable-mapping refused")
+    send(16, 98, struct.pack("=HBBI", 0, 1, 0, 0))   # pause vCPU 0, wait
+    paused = False
+    while not events or not paused:
+        rid, rseq, reply = recv_msg()
+        if rid in (0, 1):
+            events.append((rid, rseq, reply))
+        else:
+            paused = (rid, rseq) == (16, 98)
+    rid, eseq, ev = events.pop(0)
+    print("pause-event", struct.unpack("=H", ev[:2])[0])
+    cmd("get-registers-in-event", 7, VCPU0 + struct.pack("=HHI", 0, 0, 0))
+    send(1, eseq + 1000, VCPU0 + struct.pack("=BBHI", 0, 1, 0, 0))
+    print("reply-wrong-seq", closed())
+    s.close()
+    sys.exit(0)
 
 cmd("unknown", 0x7fe)
 cmd("version-with-data", 2, b"\0" * 8)
@@ -63,7 +141,7 @@ cmd("vcpu-out-of-range", 3, struct.pack("=HHI", 5, 0, 0))
 cmd("vcpu-padding", 3, struct.pack("=HHI", 0, 1, 0))
 cmd("check-event-pause", 6, struct.pack("=HHI", 1, 0, 0))
 cmd("check-command-map-memory", 4, struct.pack("=HHI", 0x400, 0, 0))
-cmd("map-memory", 0x400, b"\0" * 8)
+cmd("map-memory-bad-flag", 0x400, b"\2" + b"\0" * 7)
 cmd("control-events", 10, struct.pack("=HBBI", 0, 1, 0, 0))
 # An event reply when no event is pending, then more: lkvm closes.
 send(1, 7, struct.pack("=HHI", 0, 0, 0) + struct.pack("=BBHI", 0, 1, 0, 0))

@@ -637,9 +637,15 @@ static const struct seccomp_rule p9_seccomp[] = {
 	SECCOMP_END,
 };
 
+static bool p9_wanted(struct machine *m)
+{
+	return m->cfg.p9.n > 0;
+}
+
 static const struct device_ops p9_ops = {
 	.name = "virtio-9p",
 	.seccomp = p9_seccomp,
+	.seccomp_wanted = p9_wanted,
 	.stage = DEV_STAGE_DEVICE,
 	.cfg_size = sizeof(struct p9_cfg),
 	.check = p9_check,

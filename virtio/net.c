@@ -793,9 +793,15 @@ static const struct seccomp_rule net_seccomp[] = {
 	SECCOMP_END,
 };
 
+static bool net_wanted(struct machine *m)
+{
+	return m->cfg.nets.n > 0;
+}
+
 static const struct device_ops net_ops = {
 	.name = "virtio-net",
 	.seccomp = net_seccomp,
+	.seccomp_wanted = net_wanted,
 	.stage = DEV_STAGE_DEVICE,
 	.cfg_size = sizeof(struct net_cfg),
 	.check = net_check,

@@ -354,6 +354,8 @@ void memcpy_user(void *dst, const void *src, uint64_t n);
 #define HIGH_MAP_VA ((uint64_t)0xffff800000000000ull)
 void magic_init(void);
 int check_heartbeat(char *msg, size_t n);
+int check_introspect(char *msg, size_t n);
+int check_introspect_bench(char *msg, size_t n);
 
 /* virtio.c and friends */
 void virtio_discover(void);

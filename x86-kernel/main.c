@@ -39,6 +39,8 @@ static const struct check checks[] = {
 	{ "virtio-soak", check_virtio_soak, false, 0 },
 	{ "p9bench", check_p9bench, false, 0 },
 	{ "virtio-blk-writes", check_virtio_blk_writes, false, 0 },
+	{ "introspect", check_introspect, false, 0 },
+	{ "introspect-bench", check_introspect_bench, false, 0 },
 };
 
 #define MAX_RUN 32

@@ -125,6 +125,8 @@ int kvmi_control_msr(struct kvmi_conn *conn, uint16_t vcpu, uint32_t msr,
 		     bool enable);
 int kvmi_control_singlestep(struct kvmi_conn *conn, uint16_t vcpu,
 			    bool enable);
+/* lkvm: a hardware execution breakpoint at gva on every vCPU. */
+int kvmi_set_breakpoint(struct kvmi_conn *conn, uint64_t gva, bool enable);
 /* *gpa is ~0 when gva is not mapped. */
 int kvmi_translate_gva(struct kvmi_conn *conn, uint16_t vcpu, uint64_t gva,
 		       uint64_t *gpa);

@@ -117,6 +117,8 @@ enum {
 
 	/* Hands the tool a file descriptor of guest RAM (SCM_RIGHTS). */
 	KVMI_LKVM_VM_MAP_MEMORY		= KVMI_VM_MESSAGE_ID(0x200),
+	/* A hardware execution breakpoint on every vCPU. */
+	KVMI_LKVM_VM_SET_BREAKPOINT	= KVMI_VM_MESSAGE_ID(0x201),
 };
 
 #define KVMI_VM_EVENT_ID(id)	((id) << 1)
@@ -378,6 +380,21 @@ struct kvmi_lkvm_vm_map_memory_reply {
 };
 
 #define KVMI_LKVM_MAX_MEM_REGIONS	32
+
+/* ---- lkvm: hardware breakpoints ------------------------------------------ */
+
+/*
+ * Sets (enable 1) or removes a breakpoint at the guest virtual address
+ * gva, in the debug registers of every vCPU: a vCPU that executes the
+ * instruction there sends KVMI_VCPU_EVENT_BREAKPOINT (insn_len 0) before
+ * it runs. For guests where int3 cannot be intercepted (at most 4 in all,
+ * shared with a debugger). Needs the BREAKPOINT event allowed.
+ */
+struct kvmi_lkvm_vm_set_breakpoint {
+	__u64 gva;
+	__u8 enable;
+	__u8 padding[7];
+};
 
 /* ---- events -------------------------------------------------------------- */
 

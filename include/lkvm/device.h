@@ -8,6 +8,7 @@
 #ifndef LKVM_DEVICE_H
 #define LKVM_DEVICE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "lkvm/options.h"
@@ -44,6 +45,9 @@ struct device_ops {
 	/* System calls the device's threads need beyond the core
 	 * allowlist, SECCOMP_END-terminated (lkvm/seccomp.h); NULL: none. */
 	const struct seccomp_rule *seccomp;
+	/* Whether those calls are wanted for this machine's options (NULL:
+	 * always); asked once the options are parsed. */
+	bool (*seccomp_wanted)(struct machine *m);
 };
 
 #define DEVICE(ops)                                                        \

@@ -126,6 +126,7 @@ union kvmi_cmd_args {
 	struct kvmi_vcpu_control_singlestep control_singlestep;
 	struct kvmi_vcpu_translate_gva translate_gva;
 	struct kvmi_lkvm_vm_map_memory map_memory;
+	struct kvmi_lkvm_vm_set_breakpoint set_breakpoint;
 	struct kvmi_vcpu_event_msr_reply msr_reply;	/* event replies */
 	struct kvmi_vcpu_event_cr_reply cr_reply;
 };

@@ -19,6 +19,7 @@
 #define LKVM_EXIT_OK 0
 #define LKVM_EXIT_ERROR 1	/* bad usage or set-up failure */
 #define LKVM_EXIT_CRASH 100	/* triple fault, internal error, bad exit */
+#define LKVM_EXIT_INTROSPECT 102	/* an introspection tool replied CRASH */
 #define LKVM_EXIT_SIGNAL 128	/* + signal number */
 
 enum console_kind { CONSOLE_SERIAL, CONSOLE_VIRTIO };
@@ -137,6 +138,14 @@ struct machine {
 	 */
 	struct msi_routes *msi_routes;
 	char *linux_params;
+
+	/*
+	 * A WRMSR that KVM passed to user space (an MSR filter's refusal),
+	 * on the vCPU's thread: KVM_CONTINUE once handled, KVM_MSR_FAULT
+	 * for a #GP. NULL: every such write faults. (kvm/introspect.c)
+	 */
+	int (*wrmsr)(struct machine *m, struct vcpu *v, uint32_t index,
+		     uint64_t data);
 };
 
 /* Guest memory. */

@@ -172,6 +172,13 @@ struct vcpu_event {
 	unsigned int kind;	/* the caller's */
 	const void *data;	/* the caller's, valid while waiting */
 	int reply;		/* set by vcpu_event_reply() */
+	/*
+	 * Optional: called on the vCPU's thread once ev is its current event
+	 * (so vcpu_event_reply() reaches it) and before the wait, without
+	 * locks. An event with this callback is answered by whoever set it:
+	 * it is not queued for vcpu_event_next().
+	 */
+	void (*published)(struct vcpu_event *ev);
 	/* private */
 	bool done, taken;
 	struct vcpu *v;

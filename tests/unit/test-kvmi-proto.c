@@ -178,6 +178,8 @@ static const struct padded padded[] = {
 	{ KVMI_VCPU_CONTROL_MSR, { 1, 0, 0, 0, 0x74, 0x01 }, 8, 1, 3 },
 	{ KVMI_VCPU_CONTROL_SINGLESTEP, { 1 }, 8, 1, 7 },
 	{ KVMI_LKVM_VM_MAP_MEMORY, { 0 }, 8, 1, 7 },
+	{ KVMI_LKVM_VM_SET_BREAKPOINT, { 0, 0x10, 0, 0, 0, 0, 0, 0, 1 }, 16,
+	  9, 7 },
 };
 
 static void test_padding(void)

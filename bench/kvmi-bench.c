@@ -1,0 +1,337 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * kvmi-bench: the measurements of bench/kvmi.sh, one per run, each
+ * printed as "NAME VALUE UNIT".
+ *
+ *   kvmi-bench floor N             N MMIO write exits of a raw real-mode
+ *                                  guest (KVM ioctls only): us per exit
+ *   kvmi-bench rtt SOCK COOKIE GPA N
+ *                                  write-protects GPA's page of a guest
+ *                                  that writes to it in a loop; us from
+ *                                  one PF event to the next, each answered
+ *                                  CONTINUE (event, reply, guest goes on,
+ *                                  writes again): the median of N
+ *   kvmi-bench protect SOCK COOKIE GPA MS
+ *                                  write-protects GPA's page for MS ms
+ *                                  with no event switched on: each write
+ *                                  exits and lkvm does it (the same guest
+ *                                  code's exit, without the tool); wall
+ *                                  and lkvm CPU time of the window, for
+ *                                  bench/kvmi.sh to divide by the count
+ *                                  of writes `lkvm stat` shows
+ *   kvmi-bench read SOCK COOKIE GPA MIB
+ *                                  4 KiB KVMI_VM_READ_PHYSICAL: MiB/s
+ *   kvmi-bench mapped SOCK COOKIE MIB
+ *                                  MAP_MEMORY, then 4 KiB memcpy out of
+ *                                  guest RAM, and the same from a buffer
+ *                                  of this process: MiB/s of each
+ */
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kvmi/client.h"
+
+static double now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
+
+/* CPU time of every thread of process pid (0: this one), in us. */
+static double cpu_us(int pid)
+{
+	char path[64];
+	double total = 0;
+	struct dirent *d;
+	DIR *dir;
+
+	if (!pid) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+		return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+	}
+	snprintf(path, sizeof(path), "/proc/%d/task", pid);
+	dir = opendir(path);
+	if (!dir)
+		return 0;
+	while ((d = readdir(dir))) {
+		char p[300];
+		unsigned long long ns;
+		FILE *f;
+
+		if (d->d_name[0] == '.')
+			continue;
+		snprintf(p, sizeof(p), "/proc/%d/task/%s/schedstat", pid,
+			 d->d_name);
+		f = fopen(p, "r");
+		if (f && fscanf(f, "%llu", &ns) == 1)
+			total += ns / 1e3;
+		if (f)
+			fclose(f);
+	}
+	closedir(dir);
+	return total;
+}
+
+static int vmm_pid;	/* lkvm's, for its CPU time (rtt) */
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static double median(double *v, unsigned int n)
+{
+	qsort(v, n, sizeof(*v), cmp_double);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* A real-mode loop at 0x10000: mov [0], al with DS at 0x30000, where no
+ * memory slot is (an MMIO exit each time), then jmp back. */
+static int floor_exits(unsigned long n)
+{
+	static const unsigned char code[] = { 0xa2, 0x00, 0x00, 0xeb, 0xfb };
+	struct kvm_userspace_memory_region r = { 0 };
+	struct kvm_regs regs = { .rip = 0, .rflags = 2 };
+	struct kvm_sregs s;
+	struct kvm_run *run;
+	size_t mem = 0x20000;
+	int kvm, vm, vcpu;
+	double t0, c0;
+	char *ram;
+
+	kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	vm = kvm < 0 ? -1 : ioctl(kvm, KVM_CREATE_VM, 0);
+	ram = mmap(NULL, mem, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (vm < 0 || ram == MAP_FAILED)
+		return 2;
+	ioctl(vm, KVM_SET_TSS_ADDR, 0xfffbd000ul);
+	memcpy(ram + 0x10000, code, sizeof(code));
+	r.memory_size = mem;
+	r.userspace_addr = (unsigned long)ram;
+	ioctl(vm, KVM_SET_USER_MEMORY_REGION, &r);
+	vcpu = ioctl(vm, KVM_CREATE_VCPU, 0);
+	run = mmap(NULL, (size_t)ioctl(kvm, KVM_GET_VCPU_MMAP_SIZE, 0),
+		   PROT_READ | PROT_WRITE, MAP_SHARED, vcpu, 0);
+	if (vcpu < 0 || run == MAP_FAILED)
+		return 2;
+	ioctl(vcpu, KVM_GET_SREGS, &s);
+	s.cs.selector = 0x1000;
+	s.cs.base = 0x10000;
+	s.ds = s.es = s.ss = s.cs;
+	s.ds.selector = 0x3000;
+	s.ds.base = 0x30000;
+	s.ds.type = s.es.type = s.ss.type = 3;
+	ioctl(vcpu, KVM_SET_SREGS, &s);
+	ioctl(vcpu, KVM_SET_REGS, &regs);
+	/* The first exits warm up; then n are timed. */
+	for (int i = 0; i < 10; i++)
+		if (ioctl(vcpu, KVM_RUN, 0) < 0 ||
+		    run->exit_reason != KVM_EXIT_MMIO)
+			return 3;
+	t0 = now_us();
+	c0 = cpu_us(0);
+	for (unsigned long i = 0; i < n; i++)
+		if (ioctl(vcpu, KVM_RUN, 0) < 0 ||
+		    run->exit_reason != KVM_EXIT_MMIO)
+			return 3;
+	printf("floor %.2f us/exit\n", (now_us() - t0) / n);
+	printf("floor-cpu %.2f us/exit\n", (cpu_us(0) - c0) / n);
+	return 0;
+}
+
+static int rtt(struct kvmi_conn *c, uint64_t gpa, unsigned int n)
+{
+	uint8_t ro = KVMI_PAGE_ACCESS_R | KVMI_PAGE_ACCESS_X;
+	double *v = calloc(n, sizeof(*v)), prev = 0, c0 = 0;
+	struct kvmi_event ev;
+	int err;
+
+	if (!v)
+		return 2;
+	gpa &= ~0xfffull;
+	if ((err = kvmi_control_vcpu_events(c, 0, KVMI_VCPU_EVENT_PF, true)) ||
+	    (err = kvmi_set_page_access(c, &gpa, &ro, 1))) {
+		fprintf(stderr, "kvmi-bench: %s\n", kvmi_strerror(err));
+		return 1;
+	}
+	for (unsigned int i = 0; i <= n + 10; i++) {
+		double t;
+
+		if ((err = kvmi_wait_event(c, &ev, 10000)) ||
+		    (err = kvmi_reply_event(c, &ev, KVMI_EVENT_ACTION_CONTINUE,
+					    NULL, 0))) {
+			fprintf(stderr, "kvmi-bench: %s\n", kvmi_strerror(err));
+			return 1;
+		}
+		t = now_us();
+		/* The first ten warm up. */
+		if (i > 10)
+			v[i - 11] = t - prev;
+		else if (i == 10)
+			c0 = cpu_us(vmm_pid);
+		prev = t;
+	}
+	printf("rtt %.2f us/event\n", median(v, n));
+	if (vmm_pid)
+		printf("rtt-vmm-cpu %.2f us/event\n",
+		       (cpu_us(vmm_pid) - c0) / n);
+	free(v);
+	return 0;
+}
+
+/*
+ * mib MiB in 4 KiB KVMI_VM_READ_PHYSICAL requests: one call per request
+ * (each waits for its reply), and 1 MiB calls, which the client library
+ * sends as 256 requests with up to 16 in flight.
+ */
+static int protect_window(struct kvmi_conn *c, uint64_t gpa, unsigned int ms)
+{
+	uint8_t ro = KVMI_PAGE_ACCESS_R | KVMI_PAGE_ACCESS_X, rwx = 7;
+	double t0, c0;
+	int err;
+
+	gpa &= ~0xfffull;
+	if ((err = kvmi_set_page_access(c, &gpa, &ro, 1))) {
+		fprintf(stderr, "kvmi-bench: %s\n", kvmi_strerror(err));
+		return 1;
+	}
+	t0 = now_us();
+	c0 = cpu_us(vmm_pid);
+	usleep(ms * 1000);
+	printf("noevent-window %.0f us\n", now_us() - t0);
+	printf("noevent-cpu %.0f us\n", cpu_us(vmm_pid) - c0);
+	return kvmi_set_page_access(c, &gpa, &rwx, 1) ? 1 : 0;
+}
+
+static int read_physical(struct kvmi_conn *c, uint64_t gpa, unsigned int mib)
+{
+	static uint8_t buf[1 << 20];
+	unsigned long pages = (unsigned long)mib * 256;
+	double t0 = now_us(), c0, c1;
+	int err = 0;
+
+	gpa &= ~0xfffull;
+	for (unsigned long i = 0; i < pages && !err; i++)
+		err = kvmi_read_physical(c, gpa + (i % 256) * 4096, buf, 4096);
+	if (!err)
+		printf("read %.0f MiB/s\n", mib / ((now_us() - t0) / 1e6));
+	t0 = now_us();
+	c0 = cpu_us(vmm_pid);
+	c1 = cpu_us(0);
+	for (unsigned int i = 0; i < mib && !err; i++)
+		err = kvmi_read_physical(c, gpa, buf, sizeof(buf));
+	if (!err) {
+		double cpu = (vmm_pid ? cpu_us(vmm_pid) - c0 : 0) +
+			     cpu_us(0) - c1;
+
+		printf("read-pipelined %.0f MiB/s\n",
+		       mib / ((now_us() - t0) / 1e6));
+		/* What the CPU time of both ends allows, waits apart. */
+		if (vmm_pid)
+			printf("read-cpu-bound %.0f MiB/s\n", mib / (cpu / 1e6));
+	}
+	if (err)
+		fprintf(stderr, "kvmi-bench: %s\n", kvmi_strerror(err));
+	return !!err;
+}
+
+/* 4 KiB copies out of src (size bytes, cycled) until mib MiB: MiB/s. */
+static double copy_rate(const uint8_t *src, size_t size, unsigned int mib)
+{
+	static uint8_t dst[4096];
+	unsigned long pages = (unsigned long)mib * 256, per = size / 4096;
+	double t0 = now_us();
+
+	for (unsigned long i = 0; i < pages; i++) {
+		memcpy(dst, src + (i % per) * 4096, sizeof(dst));
+		__asm__ volatile("" : : "r"(dst) : "memory");
+	}
+	return mib / ((now_us() - t0) / 1e6);
+}
+
+static int mapped(struct kvmi_conn *c, unsigned int mib)
+{
+	struct kvmi_memmap map;
+	size_t size = 16 << 20;
+	const uint8_t *guest;
+	uint8_t *local, *small;
+	int err = kvmi_map_memory(c, false, &map);
+
+	if (err) {
+		fprintf(stderr, "kvmi-bench: %s\n", kvmi_strerror(err));
+		return 1;
+	}
+	/* 16 MiB of guest RAM from 1 MiB (the kernel, its data). */
+	guest = kvmi_memmap_ptr(&map, 0x100000, size);
+	/* The same bytes in this process's memory: in huge pages where the
+	 * host gives them, and in 4 KiB pages as guest RAM is. */
+	local = malloc(size);
+	small = mmap(NULL, size, PROT_READ | PROT_WRITE,
+		     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (!guest || !local || small == MAP_FAILED)
+		return 2;
+	madvise(small, size, MADV_NOHUGEPAGE);
+	memcpy(local, guest, size);
+	memcpy(small, guest, size);
+	copy_rate(guest, size, 64);	/* warm up */
+	copy_rate(local, size, 64);
+	copy_rate(small, size, 64);
+	printf("mapped %.0f MiB/s\n", copy_rate(guest, size, mib));
+	printf("memcpy %.0f MiB/s\n", copy_rate(local, size, mib));
+	printf("memcpy-4k %.0f MiB/s\n", copy_rate(small, size, mib));
+	munmap(small, size);
+	free(local);
+	kvmi_unmap_memory(&map);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct kvmi_conn *c;
+	int err, ret;
+
+	if (argc == 3 && !strcmp(argv[1], "floor"))
+		return floor_exits(strtoul(argv[2], NULL, 0));
+	if (argc < 5) {
+		fprintf(stderr, "usage: see bench/kvmi-bench.c\n");
+		return 2;
+	}
+	if (getenv("VMM_PID"))
+		vmm_pid = atoi(getenv("VMM_PID"));
+	err = kvmi_connect(argv[2], argv[3], 10000, &c);
+	if (err) {
+		fprintf(stderr, "kvmi-bench: %s: %s\n", argv[2],
+			kvmi_strerror(err));
+		return 1;
+	}
+	kvmi_set_timeout(c, 10000);
+	if (!strcmp(argv[1], "rtt") && argc == 6)
+		ret = rtt(c, strtoull(argv[4], NULL, 0), atoi(argv[5]));
+	else if (!strcmp(argv[1], "protect") && argc == 6)
+		ret = protect_window(c, strtoull(argv[4], NULL, 0),
+				     atoi(argv[5]));
+	else if (!strcmp(argv[1], "read") && argc == 6)
+		ret = read_physical(c, strtoull(argv[4], NULL, 0),
+				    atoi(argv[5]));
+	else if (!strcmp(argv[1], "mapped"))
+		ret = mapped(c, atoi(argv[4]));
+	else
+		ret = 2;
+	kvmi_close(c);
+	return ret;
+}
