@@ -242,7 +242,6 @@ int cmd_run(int argc, char **argv)
 		m.cfg.name = name;
 	}
 	machine_open_kvm_early(&m);
-	confine_prepare(&m);
 	if (registry_claim(m.cfg.name, &reg)) {
 		machine_exit(&m);
 		return LKVM_EXIT_ERROR;

@@ -14,14 +14,12 @@
 #include "lkvm/seccomp.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/filter.h>
 #include <linux/kvm.h>
 #include <linux/seccomp.h>
 #include <sched.h>
-#include <seccomp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -181,6 +179,11 @@ static const struct seccomp_rule core_rules[] = {
 	SECCOMP_END,
 };
 
+const struct seccomp_rule *seccomp_core_rules(void)
+{
+	return core_rules;
+}
+
 /* ---- the filters ----------------------------------------------------------- */
 
 enum { CLASS_MAIN, CLASS_VCPU, CLASS_IO, NCLASS };
@@ -201,102 +204,24 @@ static enum { V_EXEC, V_IOCTL, V_MMAP_EXEC, V_INT80 } violation_call;
 /* Per thread: its class once narrowed. */
 static __thread int thread_class = -1;
 
-static int add_rule(scmp_filter_ctx ctx, const struct seccomp_rule *r)
-{
-	struct scmp_arg_cmp c;
-
-	switch (r->match) {
-	case SECCOMP_ARG_ANY:
-		return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, r->nr, 0);
-	case SECCOMP_ARG_IOCTL:
-		/* The kernel reads the request as 32 bits. */
-		c = SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu,
-			    r->value & 0xffffffffu);
-		break;
-	case SECCOMP_ARG_MASKED:
-		if (r->arg > 5)
-			return -EINVAL;
-		c = (struct scmp_arg_cmp){ r->arg, SCMP_CMP_MASKED_EQ, r->mask,
-					   r->value };
-		break;
-	default:
-		return -EINVAL;
-	}
-	return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, r->nr, 1, c);
-}
-
-static int add_rules(scmp_filter_ctx ctx, const struct seccomp_rule *r,
-		     unsigned int classes, const char *who)
-{
-	for (; r && r->nr >= 0; r++) {
-		int err;
-
-		if (!(r->classes & classes))
-			continue;
-		err = add_rule(ctx, r);
-		if (err) {
-			pr_err("seccomp: %s: cannot allow system call %d: %s",
-			       who, r->nr, strerror(-err));
-			return err;
-		}
-	}
-	return 0;
-}
-
-/* The BPF program libseccomp makes of ctx, in memory. */
-static int export_bpf(scmp_filter_ctx ctx, struct bpf *out)
-{
-	int fd = memfd_create("lkvm-seccomp", MFD_CLOEXEC);
-	off_t len;
-	int err;
-
-	if (fd < 0)
-		return -errno;
-	err = seccomp_export_bpf(ctx, fd);
-	len = lseek(fd, 0, SEEK_END);
-	if (!err && (len <= 0 || len % sizeof(struct sock_filter) ||
-		     len / sizeof(struct sock_filter) > BPF_MAXINSNS))
-		err = -E2BIG;
-	if (!err && !(out->buf = malloc((size_t)len)))
-		err = -ENOMEM;
-	if (!err && pread(fd, out->buf, (size_t)len, 0) != len)
-		err = -EIO;
-	close(fd);
-	if (err)
-		return err;
-	out->prog.len = (unsigned short)(len / sizeof(struct sock_filter));
-	out->prog.filter = out->buf;
-	return 0;
-}
-
-/* The calls of every device that the options ask for: known before the
- * devices are set up, so the filters can be built meanwhile. */
+/* The core calls and those of every device the options ask for. */
 static int build(struct machine *m, unsigned int classes, struct bpf *out)
 {
-	unsigned int n;
+	unsigned int n, nt = 0;
 	const struct device_ops *const *devs = device_list(&n);
-	scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_TRAP);
+	const struct seccomp_rule **tables = calloc(n + 1, sizeof(*tables));
 	int err;
 
-	if (!ctx)
+	if (!tables)
 		return -ENOMEM;
-	/* A call through another ABI (int 0x80, x32) ends the process, not
-	 * only the thread that made it. */
-	err = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH,
-			       SCMP_ACT_KILL_PROCESS);
-	/* glibc tries clone3 first and falls back to clone, whose flags a
-	 * filter can read. */
-	if (!err)
-		err = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS),
-				       SCMP_SYS(clone3), 0);
-	if (!err)
-		err = add_rules(ctx, core_rules, classes, "core");
-	for (unsigned int i = 0; !err && i < n; i++)
-		if (!devs[i]->seccomp_wanted || devs[i]->seccomp_wanted(m))
-			err = add_rules(ctx, devs[i]->seccomp, classes, devs[i]->name);
-	if (!err)
-		err = export_bpf(ctx, out);
-	seccomp_release(ctx);
+	tables[nt++] = core_rules;
+	for (unsigned int i = 0; i < n; i++)
+		if (devs[i]->seccomp && (!devs[i]->seccomp_wanted ||
+					 devs[i]->seccomp_wanted(m)))
+			tables[nt++] = devs[i]->seccomp;
+	err = seccomp_bpf_build(tables, nt, classes, &out->prog);
+	free(tables);
+	out->buf = err ? NULL : out->prog.filter;
 	return err;
 }
 
@@ -546,52 +471,14 @@ static int drop_user(struct registry_entry *reg, const char *spec)
 
 static const struct device_ops confine_ops;
 
-/*
- * libseccomp takes ~2 ms to make the four programs, more than the rest
- * of lkvm's start-up: confine_prepare() has a thread make them while the
- * VM is set up, and confine_start() waits for it.
- */
-static struct {
-	pthread_t thread;
-	struct machine *m;
-	bool started;
-	struct bpf all;
-	int err;
-} prep;
-
-static void *prepare_thread(void *arg)
+/* The process-wide program in all, each class's in class_bpf[]. */
+static int build_all(struct machine *m, struct bpf *all)
 {
-	(void)arg;
-	prep.err = build(prep.m, SECCOMP_ALL, &prep.all);
-	for (int c = 0; !prep.err && c < NCLASS; c++)
-		prep.err = build(prep.m, 1u << c, &class_bpf[c]);
-	return NULL;
-}
+	int err = build(m, SECCOMP_ALL, all);
 
-void confine_prepare(struct machine *m)
-{
-	struct confine_cfg *cfg = machine_dev_cfg(m, &confine_ops);
-
-	if (!cfg || cfg->no_seccomp || prep.started)
-		return;
-	prep.m = m;
-	prep.started = !pthread_create(&prep.thread, NULL, prepare_thread,
-				       NULL);
-}
-
-/* The filters, made now if confine_prepare() did not start. */
-static int prepared(struct machine *m, struct bpf *all)
-{
-	if (!prep.started) {
-		prep.m = m;
-		prepare_thread(NULL);
-	}
-	else
-		pthread_join(prep.thread, NULL);
-	prep.started = false;
-	*all = prep.all;
-	prep.all = (struct bpf){ 0 };
-	return prep.err;
+	for (int c = 0; !err && c < NCLASS; c++)
+		err = build(m, 1u << c, &class_bpf[c]);
+	return err;
 }
 
 int confine_start(struct machine *m, struct registry_entry *reg)
@@ -615,7 +502,7 @@ int confine_start(struct machine *m, struct registry_entry *reg)
 	if (cfg->no_seccomp)
 		return 0;
 
-	err = prepared(m, &all);
+	err = build_all(m, &all);
 	if (err) {
 		pr_err("seccomp: cannot build the filters: %s", strerror(-err));
 		goto out;
@@ -631,8 +518,6 @@ int confine_start(struct machine *m, struct registry_entry *reg)
 	}
 	__atomic_store_n(&filters_ready, true, __ATOMIC_RELEASE);
 out:
-	if (prep.started)	/* refused before the filters were needed */
-		prepared(m, &all);
 	free(all.buf);
 	return err;
 }

@@ -62,15 +62,27 @@ struct seccomp_rule {
 	  .arg = (argno), .mask = ~0ul, .value = (unsigned long)(val) }
 #define SECCOMP_END { .nr = -1 }
 
+struct sock_fprog;
+
+/* The allowlist every lkvm has, before the devices' (for tests). */
+const struct seccomp_rule *seccomp_core_rules(void);
+
+/*
+ * The rules of tables (each SECCOMP_END-terminated) that name one of
+ * classes, as a seccomp BPF program (kvm/seccomp-bpf.c): allowed calls
+ * ALLOW, others TRAP, another ABI kills the process, clone3 fails with
+ * ENOSYS. out->filter is malloc'd. -EINVAL for a malformed rule.
+ */
+int seccomp_bpf_build(const struct seccomp_rule *const *tables,
+		      unsigned int ntables, unsigned int classes,
+		      struct sock_fprog *out);
+
 /*
  * After set-up, before machine_run(): drops to --user (when given), then
  * installs the process-wide filter on every thread (unless
  * --no-seccomp). Prints why and returns -errno on failure.
  */
 int confine_start(struct machine *m, struct registry_entry *reg);
-/* Optional, once the options are parsed and after any fork: makes the
- * filters in a thread meanwhile. */
-void confine_prepare(struct machine *m);
 
 /*
  * The calling thread narrows itself to its class's filter, once; a no-op

@@ -1,0 +1,304 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * lkvm's own seccomp compiler (kvm/seccomp-bpf.c) against libseccomp:
+ * for the core allowlist plus every device's, for each thread class, and
+ * for rules of every kind, both programs run in a small classic-BPF
+ * interpreter over every system call number (and x32 and i386 calls) and
+ * over the argument values the rules name and their neighbours, and must
+ * answer the same.
+ */
+#include <errno.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <seccomp.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "lkvm/device.h"
+#include "lkvm/seccomp.h"
+#include "tap.h"
+
+/* Runs a seccomp BPF program on d; the action it returns. */
+static uint32_t run(const struct sock_fprog *p, const struct seccomp_data *d)
+{
+	uint32_t a = 0, x = 0, mem[BPF_MEMWORDS] = { 0 };
+	const uint8_t *data = (const uint8_t *)d;
+
+	for (unsigned int pc = 0; pc < p->len; pc++) {
+		const struct sock_filter *f = &p->filter[pc];
+		uint32_t src = BPF_SRC(f->code) == BPF_X ? x : f->k;
+
+		switch (BPF_CLASS(f->code)) {
+		case BPF_LD:
+			if (BPF_MODE(f->code) == BPF_ABS) {
+				if (f->k + 4 > sizeof(*d))
+					return 0xdead;
+				memcpy(&a, data + f->k, 4);
+			} else if (BPF_MODE(f->code) == BPF_MEM) {
+				a = mem[f->k % BPF_MEMWORDS];
+			} else if (BPF_MODE(f->code) == BPF_IMM) {
+				a = f->k;
+			} else {
+				return 0xdead;
+			}
+			break;
+		case BPF_LDX:
+			if (BPF_MODE(f->code) == BPF_MEM)
+				x = mem[f->k % BPF_MEMWORDS];
+			else
+				x = f->k;
+			break;
+		case BPF_ST:
+			mem[f->k % BPF_MEMWORDS] = a;
+			break;
+		case BPF_STX:
+			mem[f->k % BPF_MEMWORDS] = x;
+			break;
+		case BPF_ALU:
+			switch (BPF_OP(f->code)) {
+			case BPF_AND: a &= src; break;
+			case BPF_OR: a |= src; break;
+			case BPF_ADD: a += src; break;
+			case BPF_SUB: a -= src; break;
+			case BPF_RSH: a >>= src; break;
+			case BPF_LSH: a <<= src; break;
+			default: return 0xdead;
+			}
+			break;
+		case BPF_JMP: {
+			bool t;
+
+			if (BPF_OP(f->code) == BPF_JA) {
+				pc += f->k;
+				break;
+			}
+			switch (BPF_OP(f->code)) {
+			case BPF_JEQ: t = a == src; break;
+			case BPF_JGT: t = a > src; break;
+			case BPF_JGE: t = a >= src; break;
+			case BPF_JSET: t = a & src; break;
+			default: return 0xdead;
+			}
+			pc += t ? f->jt : f->jf;
+			break;
+		}
+		case BPF_RET:
+			return BPF_RVAL(f->code) == BPF_A ? a : f->k;
+		case BPF_MISC:
+			if (BPF_MISCOP(f->code) == BPF_TAX)
+				x = a;
+			else
+				a = x;
+			break;
+		default:
+			return 0xdead;
+		}
+	}
+	return 0xdead;	/* fell off the end */
+}
+
+/* The same rules through libseccomp, as lkvm once built them. */
+static int reference(const struct seccomp_rule *const *tables, unsigned int nt,
+		     unsigned int classes, struct sock_fprog *out)
+{
+	scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_TRAP);
+	int err = ctx ? 0 : -ENOMEM, fd;
+	off_t len;
+
+	if (!err)
+		err = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH,
+				       SCMP_ACT_KILL_PROCESS);
+	if (!err)
+		err = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS),
+				       SCMP_SYS(clone3), 0);
+	for (unsigned int t = 0; !err && t < nt; t++) {
+		for (const struct seccomp_rule *r = tables[t]; !err && r->nr >= 0;
+		     r++) {
+			struct scmp_arg_cmp c;
+
+			if (!(r->classes & classes) || r->nr == __NR_clone3)
+				continue;
+			if (r->match == SECCOMP_ARG_ANY) {
+				err = seccomp_rule_add(ctx, SCMP_ACT_ALLOW,
+						       r->nr, 0);
+				continue;
+			}
+			if (r->match == SECCOMP_ARG_IOCTL)
+				c = SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu,
+					    r->value & 0xffffffffu);
+			else
+				c = (struct scmp_arg_cmp){ r->arg,
+							   SCMP_CMP_MASKED_EQ,
+							   r->mask, r->value };
+			err = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, r->nr, 1,
+					       c);
+		}
+	}
+	fd = memfd_create("ref", 0);
+	if (!err)
+		err = seccomp_export_bpf(ctx, fd);
+	len = lseek(fd, 0, SEEK_END);
+	out->len = (unsigned short)(len / sizeof(struct sock_filter));
+	out->filter = malloc((size_t)len);
+	if (!err && pread(fd, out->filter, (size_t)len, 0) != len)
+		err = -EIO;
+	close(fd);
+	seccomp_release(ctx);
+	return err;
+}
+
+static unsigned long cases[64];
+static unsigned int ncases;
+
+static void add_case(unsigned long v)
+{
+	if (ncases < sizeof(cases) / sizeof(cases[0]))
+		cases[ncases++] = v;
+}
+
+/* Both programs over every call number, and over each rule's argument
+ * values and their neighbours on its argument. Mismatches found. */
+static unsigned int compare(const struct seccomp_rule *const *tables,
+			    unsigned int nt, const struct sock_fprog *a,
+			    const struct sock_fprog *b)
+{
+	unsigned int bad = 0;
+	struct seccomp_data d = { 0 };
+
+	for (int arch = 0; arch < 2; arch++) {
+		d.arch = arch ? AUDIT_ARCH_I386 : AUDIT_ARCH_X86_64;
+		for (int nr = 0; nr < 600; nr++) {
+			for (int x32 = 0; x32 < 2; x32++) {
+				d.nr = nr | (x32 ? 0x40000000 : 0);
+				memset(d.args, 0, sizeof(d.args));
+				bad += run(a, &d) != run(b, &d);
+			}
+		}
+	}
+	d.arch = AUDIT_ARCH_X86_64;
+	for (unsigned int t = 0; t < nt; t++) {
+		for (const struct seccomp_rule *r = tables[t]; r->nr >= 0; r++) {
+			unsigned int arg = r->match == SECCOMP_ARG_IOCTL ? 1 :
+									   r->arg;
+
+			if (r->match == SECCOMP_ARG_ANY)
+				continue;
+			ncases = 0;
+			add_case(r->value);
+			add_case(r->value ^ 1);
+			add_case(r->value ^ (1ul << 32));
+			add_case(r->value | ~r->mask);
+			add_case(r->value & 0xffffffffu);
+			add_case(0);
+			add_case(~0ul);
+			d.nr = r->nr;
+			for (unsigned int c = 0; c < ncases; c++) {
+				memset(d.args, 0, sizeof(d.args));
+				d.args[arg] = cases[c];
+				bad += run(a, &d) != run(b, &d);
+			}
+		}
+	}
+	return bad;
+}
+
+#define MASKED(name, argno, m, v, cls)                                     \
+	{ .nr = __NR_##name, .classes = (cls), .match = SECCOMP_ARG_MASKED, \
+	  .arg = (argno), .mask = (m), .value = (v) }
+
+/* Rules of every kind, some sharing a call. */
+static const struct seccomp_rule kinds[] = {
+	SECCOMP_SYSCALL(read, SECCOMP_ALL),
+	SECCOMP_SYSCALL_ARG(socket, 0, 1, SECCOMP_IO),
+	SECCOMP_SYSCALL_ARG(socket, 0, 2, SECCOMP_MAIN),
+	SECCOMP_IOCTL(0x4004ae86, SECCOMP_VCPU),
+	SECCOMP_IOCTL(0xffffffff8004ae87ul, SECCOMP_VCPU),
+	MASKED(clone, 0, 0x10000, 0x10000, SECCOMP_ALL),
+	MASKED(mmap, 2, 0x4, 0, SECCOMP_ALL),
+	MASKED(mprotect, 2, 0xf00000004ul, 0x100000000ul, SECCOMP_ALL),
+	MASKED(prctl, 0, 0xff00000000ul, 0x1200000000ul, SECCOMP_MAIN),
+	SECCOMP_SYSCALL(clone3, SECCOMP_ALL),	/* still ENOSYS */
+	SECCOMP_SYSCALL(write, SECCOMP_IO),
+	SECCOMP_SYSCALL_ARG(write, 0, 2, SECCOMP_IO),	/* and unconditional */
+	SECCOMP_END,
+};
+
+int main(void)
+{
+	static const unsigned int classes[] = { SECCOMP_ALL, SECCOMP_MAIN,
+						SECCOMP_VCPU, SECCOMP_IO };
+	static const char *const cname[] = { "all", "main", "vcpu", "io" };
+	unsigned int ndev, nt = 0;
+	const struct device_ops *const *devs = device_list(&ndev);
+	const struct seccomp_rule **tables = calloc(ndev + 1, sizeof(*tables));
+	const struct seccomp_rule *one[] = { kinds };
+	char what[160];
+
+	tables[nt++] = seccomp_core_rules();
+	for (unsigned int i = 0; i < ndev; i++)
+		if (devs[i]->seccomp)
+			tables[nt++] = devs[i]->seccomp;
+
+	for (unsigned int c = 0; c < 4; c++) {
+		struct sock_fprog ours, ref;
+		int e1 = seccomp_bpf_build(tables, nt, classes[c], &ours);
+		int e2 = reference(tables, nt, classes[c], &ref);
+		unsigned int bad = e1 || e2 ? ~0u : compare(tables, nt, &ours, &ref);
+
+		snprintf(what, sizeof(what),
+			 "%s class, core and %u device tables: lkvm's program (%u instructions) answers as libseccomp's (%u) everywhere (%u differ)",
+			 cname[c], nt - 1, ours.len, ref.len, bad);
+		CHECK(!e1 && !e2 && bad == 0, what);
+		free(ours.filter);
+		free(ref.filter);
+	}
+	for (unsigned int c = 0; c < 4; c++) {
+		struct sock_fprog ours, ref;
+		int e1 = seccomp_bpf_build(one, 1, classes[c], &ours);
+		int e2 = reference(one, 1, classes[c], &ref);
+		unsigned int bad = e1 || e2 ? ~0u : compare(one, 1, &ours, &ref);
+
+		snprintf(what, sizeof(what),
+			 "rules of every kind, %s class: the same answers (%u differ)",
+			 cname[c], bad);
+		CHECK(!e1 && !e2 && bad == 0, what);
+		free(ours.filter);
+		free(ref.filter);
+	}
+	{
+		static const struct seccomp_rule badarg[] = {
+			MASKED(read, 6, 1, 1, SECCOMP_ALL), SECCOMP_END,
+		};
+		const struct seccomp_rule *t[] = { badarg };
+		struct sock_fprog p;
+
+		CHECK(seccomp_bpf_build(t, 1, SECCOMP_ALL, &p) == -EINVAL,
+		      "a rule on argument 7 is refused");
+	}
+	{
+		struct sock_fprog p;
+		struct seccomp_data d = { .arch = AUDIT_ARCH_X86_64 };
+
+		seccomp_bpf_build(one, 1, SECCOMP_IO, &p);
+		d.nr = __NR_socket;
+		d.args[0] = 1;
+		CHECK(run(&p, &d) == SECCOMP_RET_ALLOW,
+		      "io: socket(1) allowed");
+		d.args[0] = 2;
+		CHECK(run(&p, &d) == SECCOMP_RET_TRAP, "io: socket(2) traps");
+		d.nr = __NR_clone3;
+		CHECK(run(&p, &d) == (SECCOMP_RET_ERRNO | ENOSYS),
+		      "clone3 fails with ENOSYS");
+		d.nr = __NR_read | 0x40000000;
+		CHECK(run(&p, &d) == SECCOMP_RET_KILL_PROCESS,
+		      "an x32 call kills the process");
+		free(p.filter);
+	}
+	free(tables);
+	return tap_done();
+}
