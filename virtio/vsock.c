@@ -46,6 +46,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "lkvm/seccomp.h"
 #include "lkvm/device.h"
 #include "lkvm/machine.h"
 #include "lkvm/stats.h"
@@ -1014,8 +1015,27 @@ static void vsock_exit(struct machine *m)
 	cfg->v = NULL;
 }
 
+/* The host side's sockets (lkvm/seccomp.h): a host program connecting,
+ * a guest connecting out to PATH_PORT, connections ending. */
+static const struct seccomp_rule vsock_seccomp[] = {
+	SECCOMP_SYSCALL(accept4, SECCOMP_IO),
+	SECCOMP_SYSCALL_ARG(socket, 0, AF_UNIX, SECCOMP_IO),
+	SECCOMP_SYSCALL(connect, SECCOMP_IO),
+	SECCOMP_SYSCALL(shutdown, SECCOMP_ALL),
+	SECCOMP_END,
+};
+
+static bool vsock_wanted(struct machine *m)
+{
+	struct vsock_cfg *cfg = machine_dev_cfg(m, &vsock_ops);
+
+	return cfg && cfg->arg;
+}
+
 static const struct device_ops vsock_ops = {
 	.name = "virtio-vsock",
+	.seccomp = vsock_seccomp,
+	.seccomp_wanted = vsock_wanted,
 	.stage = DEV_STAGE_DEVICE,
 	.options = vsock_options,
 	.cfg_size = sizeof(struct vsock_cfg),
