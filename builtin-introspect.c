@@ -5,11 +5,14 @@
  * listen=PATH,cookie=FILE`.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "kvmi/client.h"
@@ -29,7 +32,7 @@
 struct introspect_opts {
 	const char *socket, *cookie, *cpu;
 	const char *action, *exec, *count;
-	bool mapped, virt;
+	bool mapped, virt, detach;
 };
 
 #define I(f) offsetof(struct introspect_opts, f)
@@ -54,6 +57,8 @@ static const struct option introspect_options[] = {
 	  .help = "read, write: the address is virtual, translated through the page tables of the vCPU (--cpu N)" },
 	{ .name = "mapped", .type = OPT_BOOL, .offset = I(mapped),
 	  .help = "read: through guest RAM mapped from lkvm (MAP_MEMORY), not the socket" },
+	{ .name = "detach", .type = OPT_BOOL, .offset = I(detach),
+	  .help = "pause: hold the pause in the background until 'unpause'" },
 	OPTION_END,
 };
 
@@ -73,7 +78,9 @@ void help_introspect(FILE *f)
 		   "  write GPA HEX      writes the bytes HEX (\"deadbeef\": de ad be ef)\n"
 		   "  translate GVA      the guest-physical address of GVA (--cpu N)\n"
 		   "  pause              pauses every vCPU (PAUSE events) until stdin ends\n"
-		   "                     or a signal; then they go on (unpause)\n"
+		   "                     or a signal; then they go on; with --detach, a\n"
+		   "                     process in the background holds the pause\n"
+		   "  unpause            ends the pause that 'pause --detach' holds\n"
 		   "  inject VEC [ERR [ADDR]]  injects exception VEC into a vCPU (--cpu N)\n"
 		   "  watch WHAT...      streams events as JSON lines, one a line, and\n"
 		   "                     answers each; WHAT is write:GPA (write-protects\n"
@@ -269,6 +276,98 @@ static void on_signal(int sig)
 /* Holds every vCPU until stdin ends or a signal comes: KVMI's pause
  * lasts as long as the tool's connection (until there are PAUSE events
  * to answer). */
+/*
+ * pause --detach: a child keeps the connection, and with it the pause,
+ * and leaves its pid in hold_file (SOCKET.pause) for 'unpause'. The
+ * parent says "paused" and exits without closing the connection.
+ */
+static const char *hold_file;
+
+static int hold_in_background(const char *file)
+{
+	char line[32];
+	int fd, n;
+	pid_t pid;
+
+	fflush(stdout);
+	pid = fork();
+	if (pid < 0)
+		return failed("pause --detach", -errno);
+	if (pid > 0) {
+		printf("paused\n");
+		fflush(stdout);
+		_exit(0);
+	}
+	setsid();
+	fd = open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return failed("pause --detach", -errno);
+	n = snprintf(line, sizeof(line), "%d\n", (int)getpid());
+	if (write(fd, line, (size_t)n) != n) {
+		close(fd);
+		unlink(file);
+		return failed("pause --detach", -EIO);
+	}
+	close(fd);
+	/* Nobody reads our output any more. */
+	fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (fd >= 0) {
+		dup2(fd, STDIN_FILENO);
+		dup2(fd, STDOUT_FILENO);
+		dup2(fd, STDERR_FILENO);
+		close(fd);
+	}
+	return 0;
+}
+
+/* unpause: ends the holder that file names, and waits until it is gone
+ * (then the guest's vCPUs run again). */
+static int do_unpause(const char *file, const char *name)
+{
+	char line[32] = { 0 };
+	int fd = open(file, O_RDONLY | O_CLOEXEC);
+	uint64_t pid;
+
+	if (fd < 0) {
+		fprintf(stderr, "lkvm introspect: %s: not paused by 'lkvm introspect pause --detach'\n",
+			name);
+		return 1;
+	}
+	if (read(fd, line, sizeof(line) - 1) < 0)
+		line[0] = 0;
+	close(fd);
+	line[strcspn(line, "\n")] = 0;
+	if (!parse_uint(line, 2, INT32_MAX, &pid)) {
+		fprintf(stderr, "lkvm introspect: %s: bad pause record; removed\n",
+			file);
+		unlink(file);
+		return 1;
+	}
+	fd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
+	if (fd < 0 || kill((pid_t)pid, SIGTERM) < 0) {
+		if (fd >= 0)
+			close(fd);
+		unlink(file);
+		fprintf(stderr, "lkvm introspect: %s: the pause had ended already\n",
+			name);
+		return 1;
+	}
+	/* It answers the PAUSE events, removes its record and ends. */
+	{
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+
+		poll(&p, 1, 5000);
+		close(fd);
+	}
+	if (!access(file, F_OK)) {
+		fprintf(stderr, "lkvm introspect: %s: the pausing process %d does not end\n",
+			name, (int)pid);
+		return 1;
+	}
+	printf("resumed\n");
+	return 0;
+}
+
 static int do_pause(struct kvmi_conn *c)
 {
 	const struct kvmi_guest *g = kvmi_guest(c);
@@ -281,10 +380,25 @@ static int do_pause(struct kvmi_conn *c)
 			return failed("pause", err);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
-	printf("paused\n");
-	fflush(stdout);
-	while (!got_signal && read(STDIN_FILENO, buf, sizeof(buf)) > 0)
-		;
+	if (hold_file) {
+		if (hold_in_background(hold_file))
+			return 1;
+		/* The holder: until 'unpause' signals it, or the guest
+		 * ends (its side of the connection closes). */
+		struct pollfd p = { .fd = kvmi_fd(c), .events = POLLRDHUP };
+
+		while (!got_signal && poll(&p, 1, -1) <= 0)
+			;
+		if (!got_signal) {
+			unlink(hold_file);
+			return 0;
+		}
+	} else {
+		printf("paused\n");
+		fflush(stdout);
+		while (!got_signal && read(STDIN_FILENO, buf, sizeof(buf)) > 0)
+			;
+	}
 	/* Unpause: answer the PAUSE events (the vCPUs go on either way
 	 * when the connection ends). */
 	for (uint32_t i = 0; i < g->vcpu_count; i++) {
@@ -296,6 +410,8 @@ static int do_pause(struct kvmi_conn *c)
 			kvmi_reply_event(c, &ev, KVMI_EVENT_ACTION_CONTINUE,
 					 NULL, 0);
 	}
+	if (hold_file)
+		unlink(hold_file);
 	return 0;
 }
 
@@ -618,7 +734,8 @@ int cmd_introspect(int argc, char **argv)
 	struct introspect_opts o = { 0 };
 	struct option_group g = { NULL, introspect_options, &o };
 	char *pos[MAX_POS] = { NULL };
-	char sock_path[4096], cookie_path[4096];
+	char sock_path[4096], cookie_path[4096], hold_path[4200];
+	const char *name = NULL;
 	unsigned char *rbuf = NULL;
 	unsigned char *wbuf = NULL;
 	uint64_t cpu = 0, a = 0, b = 0, d = 0;
@@ -654,6 +771,7 @@ int cmd_introspect(int argc, char **argv)
 			return 1;
 		}
 		o.socket = sock_path;
+		name = pos[0];
 		if (!o.cookie)
 			o.cookie = cookie_path;
 		memmove(pos, pos + 1, (MAX_POS - 1) * sizeof(pos[0]));
@@ -677,6 +795,18 @@ int cmd_introspect(int argc, char **argv)
 	    !strcmp(cmd, "pause")) {
 		if (np != 1)
 			goto usage;
+		if (o.detach) {
+			if (strcmp(cmd, "pause"))
+				goto usage;
+			snprintf(hold_path, sizeof(hold_path), "%s.pause",
+				 o.socket);
+			if (!access(hold_path, F_OK)) {
+				fprintf(stderr, "lkvm introspect: %s: paused already ('unpause' first)\n",
+					name ? name : o.socket);
+				return 1;
+			}
+			hold_file = hold_path;
+		}
 	} else if (!strcmp(cmd, "read")) {
 		if (np != 3 || !ctl_number("introspect", "GPA", pos[1], &a))
 			goto usage;
@@ -759,8 +889,10 @@ int cmd_introspect(int argc, char **argv)
 		w.exec = o.exec;
 		cmd = "watch";
 	} else if (!strcmp(cmd, "unpause")) {
-		fprintf(stderr, "lkvm introspect: a pause lasts as long as its tool: end 'lkvm introspect pause' (or answer its PAUSE events in 'watch pause') to unpause\n");
-		return 1;
+		if (np != 1)
+			goto usage;
+		snprintf(hold_path, sizeof(hold_path), "%s.pause", o.socket);
+		return do_unpause(hold_path, name ? name : o.socket);
 	} else {
 		fprintf(stderr, "lkvm introspect: unknown command '%s'\n", cmd);
 		return 1;

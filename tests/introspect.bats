@@ -150,6 +150,25 @@ s.close()' "$TMP/g.sock"
 	wait_for "$TMP/g.log" "^# heartbeat $((beat + 2))\$" 10
 }
 
+@test "introspect NAME pause --detach holds the guest until unpause" {
+	start_heartbeat d --introspect listen
+	run "$LKVM" introspect d pause --detach
+	[ "$status" -eq 0 ] && [ "$output" = paused ] || { echo "$output"; return 1; }
+	beat=$(last_beat d)
+	! wait_for "$TMP/d.log" "^# heartbeat $((beat + 2))\$" 1 2>/dev/null
+	run "$LKVM" introspect d pause --detach
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"paused already"* ]]
+	run "$LKVM" introspect d unpause
+	[ "$status" -eq 0 ] && [ "$output" = resumed ] || { echo "$output"; return 1; }
+	wait_for "$TMP/d.log" "^# heartbeat $((beat + 2))\$" 10
+	run "$LKVM" introspect d unpause
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"not paused"* ]]
+	run "$LKVM" introspect d info --detach
+	[ "$status" -eq 1 ]
+}
+
 @test "malformed commands get the codec's errors; bad messages close only the tool" {
 	start g
 	run python3 "$BATS_TEST_DIRNAME/kvmi-raw.py" "$TMP/g.sock" "$TMP/cookie"
