@@ -148,6 +148,7 @@ struct introspect {
 	uint8_t outq[OUTQ_SIZE];
 	size_t outq_len;
 	uint8_t buf[MSG_MAX];
+	struct kvmi_io_rbuf rbuf;	/* what the tool sent, not yet read */
 	uint8_t out[MSG_MAX];
 };
 
@@ -1407,8 +1408,9 @@ static void serve(struct introspect *in)
 		/* A tool that sends several commands at once gets them read
 		 * back to back, without a poll() each. */
 		if (more && !machine_stopping(in->m)) {
-			err = kvmi_io_recv(in->conn_fd, in->buf,
-					   sizeof(in->buf), 0, &len, NULL);
+			err = kvmi_io_recv_buffered(in->conn_fd, &in->rbuf,
+						    in->buf, sizeof(in->buf),
+						    0, &len);
 			more = !err;
 			if (!err)
 				goto got;
@@ -1436,8 +1438,9 @@ static void serve(struct introspect *in)
 			continue;
 		/* Readable: the first byte is there (a timeout of 0 would
 		 * expire before the socket is looked at). */
-		err = kvmi_io_recv(in->conn_fd, in->buf, sizeof(in->buf),
-				   KVMI_IO_MSG_TIMEOUT_MS, &len, NULL);
+		err = kvmi_io_recv_buffered(in->conn_fd, &in->rbuf, in->buf,
+					    sizeof(in->buf),
+					    KVMI_IO_MSG_TIMEOUT_MS, &len);
 		if (err == -ETIMEDOUT || err == -EINTR)
 			continue;
 		if (err)
@@ -1473,6 +1476,7 @@ static void session(struct introspect *in, int fd)
 	}
 	pthread_mutex_lock(&in->send_lock);
 	pthread_mutex_lock(&in->lock);
+	in->rbuf.start = in->rbuf.end = 0;
 	in->conn_fd = fd;
 	in->gen++;
 	__atomic_store_n(&in->connected, true, __ATOMIC_RELEASE);

@@ -238,6 +238,63 @@ int kvmi_io_recv(int fd, void *buf, size_t cap, int timeout_ms, size_t *len,
 	return 0;
 }
 
+int kvmi_io_recv_buffered(int fd, struct kvmi_io_rbuf *rb, void *buf,
+			  size_t cap, int timeout_ms, size_t *len)
+{
+	int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+	bool partial = false;
+
+	*len = 0;
+	for (;;) {
+		size_t have = rb->end - rb->start;
+		struct kvmi_msg_hdr hdr;
+		ssize_t n;
+		int err;
+
+		if (have >= HDR_SIZE) {
+			memcpy(&hdr, rb->data + rb->start, sizeof(hdr));
+			if (kvmi_check_hdr(&hdr) || HDR_SIZE + hdr.size > cap ||
+			    HDR_SIZE + hdr.size > sizeof(rb->data))
+				return -EMSGSIZE;
+			if (have >= HDR_SIZE + hdr.size) {
+				*len = HDR_SIZE + hdr.size;
+				memcpy(buf, rb->data + rb->start, *len);
+				rb->start += *len;
+				return 0;
+			}
+		}
+		/* Part of a message: the rest must follow soon. */
+		if (have && !partial) {
+			partial = true;
+			if (deadline < 0 ||
+			    deadline < now_ms() + KVMI_IO_MSG_TIMEOUT_MS)
+				deadline = now_ms() + KVMI_IO_MSG_TIMEOUT_MS;
+		}
+		if (rb->start) {
+			memmove(rb->data, rb->data + rb->start, have);
+			rb->start = 0;
+			rb->end = have;
+		}
+		n = recv(fd, rb->data + rb->end, sizeof(rb->data) - rb->end,
+			 MSG_DONTWAIT);
+		if (n > 0) {
+			rb->end += (size_t)n;
+			continue;
+		}
+		if (!n)
+			return have ? -EPROTO : -ECONNRESET;
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN && errno != EWOULDBLOCK)
+			return have && errno == ECONNRESET ? -EPROTO : -errno;
+		if (deadline >= 0 && deadline <= now_ms())
+			return have ? -EPROTO : -ETIMEDOUT;
+		err = wait_fd(fd, POLLIN, deadline);
+		if (err)
+			return err == -ETIMEDOUT && have ? -EPROTO : err;
+	}
+}
+
 int kvmi_io_cookie_load(const char *path, void *buf, size_t *len)
 {
 	struct stat st;

@@ -303,6 +303,18 @@ int kvmi_io_send(int fd, const struct iovec *iov, int iovcnt, int pass_fd);
 int kvmi_io_recv(int fd, void *buf, size_t cap, int timeout_ms, size_t *len,
 		 int *passed_fd);
 /*
+ * The same for a stream that never carries descriptors, through rb:
+ * each recv() takes as much as the socket holds, so a tool's pipelined
+ * commands cost one system call for many (the introspection server).
+ * rb starts zeroed.
+ */
+struct kvmi_io_rbuf {
+	uint8_t data[64 * 1024];	/* > 2 of the largest messages */
+	size_t start, end;
+};
+int kvmi_io_recv_buffered(int fd, struct kvmi_io_rbuf *rb, void *buf,
+			  size_t cap, int timeout_ms, size_t *len);
+/*
  * Reads a cookie file: -EPERM when its group or others may read it,
  * -EINVAL when its size is outside [KVMI_COOKIE_MIN, KVMI_COOKIE_MAX].
  */

@@ -565,6 +565,53 @@ static void test_transport(void)
 	close(sv[0]);
 	close(sv[1]);
 
+	/* Buffered: many messages from one recv(), parts across writes. */
+	{
+		static struct kvmi_io_rbuf rb;
+		uint8_t many[3 * 16];
+
+		socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv);
+		for (int i = 0; i < 3; i++) {
+			h.seq = (uint32_t)i;
+			memcpy(many + 16 * i, &h, 8);
+			memset(many + 16 * i + 8, 'a' + i, 8);
+		}
+		if (write(sv[0], many, 40) != 40)	/* 2.5 messages */
+			abort();
+		CHECK(!kvmi_io_recv_buffered(sv[1], &rb, buf, sizeof(buf), 20,
+					     &len) && len == 16 && buf[8] == 'a' &&
+		      !kvmi_io_recv_buffered(sv[1], &rb, buf, sizeof(buf), 0,
+					     &len) && len == 16 && buf[8] == 'b',
+		      "buffered: two messages that came in one write");
+		if (write(sv[0], many + 40, 8) != 8)
+			abort();
+		CHECK(!kvmi_io_recv_buffered(sv[1], &rb, buf, sizeof(buf), 0,
+					     &len) && len == 16 && buf[8] == 'c' &&
+		      !memcmp(buf + 8, "cccccccc", 8),
+		      "buffered: a message whose end came later");
+		CHECK(kvmi_io_recv_buffered(sv[1], &rb, buf, sizeof(buf), 0,
+					    &len) == -ETIMEDOUT,
+		      "buffered: nothing more: a timeout");
+		h.size = 200;
+		if (write(sv[0], &h, 8) != 8)
+			abort();
+		CHECK(kvmi_io_recv_buffered(sv[1], &rb, buf, sizeof(buf), 20,
+					    &len) == -EMSGSIZE,
+		      "buffered: a message larger than the buffer");
+		h.size = 8;
+		close(sv[0]);
+		close(sv[1]);
+		rb.start = rb.end = 0;
+		socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv);
+		if (write(sv[0], many, 12) != 12)
+			abort();
+		close(sv[0]);
+		CHECK(kvmi_io_recv_buffered(sv[1], &rb, buf, sizeof(buf), 20,
+					    &len) == -EPROTO,
+		      "buffered: a peer that closes inside a message");
+		close(sv[1]);
+	}
+
 	snprintf(path, sizeof(path), "%s/loose", dir);
 	fd = open(path, O_CREAT | O_WRONLY | O_TRUNC, 0644);
 	if (fd < 0 || write(fd, cookie, sizeof(cookie)) < 0)
