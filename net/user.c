@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "lkvm/net.h"
+#include "lkvm/term.h"
 #include "lkvm/util.h"
 
 #define HELPER "lkvm-slirp"
@@ -51,7 +52,7 @@ int net_user_open(const struct net_opts *o, struct net_backend *be)
 	char path[PATH_MAX], fdarg[16];
 	char *argv[NET_MAX_HOSTFWD * 2 + 4];
 	posix_spawn_file_actions_t fa;
-	int sv[2], err, argc = 0, buf = SOCK_BUF;
+	int sv[2], err, argc = 0, buf = SOCK_BUF, errfd = -1;
 
 	be->nfds = 0;
 	snprintf(be->desc, sizeof(be->desc), "user");
@@ -78,8 +79,24 @@ int net_user_open(const struct net_opts *o, struct net_backend *be)
 	argv[argc] = NULL;
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_adddup2(&fa, sv[1], 3);
+	/* The helper uses only fd 3 and stderr. Detached, lkvm lets the
+	 * caller's stdio go once the guest runs (its messages then go to
+	 * the console log, or nowhere): the helper must not keep them, or
+	 * a caller reading `lkvm run --detach`'s output waits for ever. */
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	if (o->detached) {
+		posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+		errfd = term_dup_log();
+		if (errfd >= 0)
+			posix_spawn_file_actions_adddup2(&fa, errfd, 2);
+		else
+			posix_spawn_file_actions_addopen(&fa, 2, "/dev/null",
+							 O_WRONLY, 0);
+	}
 	err = -posix_spawn(&be->helper, path, &fa, NULL, argv, environ);
 	posix_spawn_file_actions_destroy(&fa);
+	if (errfd >= 0)
+		close(errfd);
 	close(sv[1]);
 	if (err) {
 		pr_err("network: %s: %s", path, strerror(-err));

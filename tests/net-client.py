@@ -2,7 +2,9 @@
 """Host side of the network tests: each command exits 0 when the guest
 answered as expected, 1 (with a one-line reason) when not.
 
-  net-client.py echo-server [ADDR]   UDP echo on ADDR (127.0.0.1); prints the port
+  net-client.py echo-server [ADDR [LOG]]
+                                     UDP echo on ADDR (127.0.0.1); prints the port;
+                                     appends each datagram to LOG as a line
   net-client.py free-port            prints a free TCP port on 127.0.0.1
   net-client.py ping IP [N]          N ICMP echoes (raw socket), all answered
   net-client.py udp IP PORT TEXT     TEXT echoed back over UDP
@@ -86,12 +88,15 @@ def tcp(ip, port, text):
     print("TCP echo from %s:%d" % (ip, port))
 
 
-def echo_server(addr):
+def echo_server(addr, log):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind((addr, 0))
+    out = open(log, "a", buffering=1) if log else None
     print(s.getsockname()[1], flush=True)
     while True:
         data, addr = s.recvfrom(65536)
+        if out:
+            out.write(data.decode(errors="replace").replace("\n", " ") + "\n")
         s.sendto(data, addr)
 
 
@@ -99,7 +104,8 @@ def main():
     a = sys.argv[1:]
     try:
         if a[0] == "echo-server":
-            echo_server(a[1] if len(a) > 1 else "127.0.0.1")
+            echo_server(a[1] if len(a) > 1 else "127.0.0.1",
+                        a[2] if len(a) > 2 else None)
         elif a[0] == "free-port":
             s = socket.socket()
             s.bind(("127.0.0.1", 0))

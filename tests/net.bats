@@ -242,3 +242,19 @@ need_netns() {
 	! grep -q '^# virtio: net2' <<<"$output"
 	grep -q 'net0: mac 02:4c:4b:56:4d:00, link up' <<<"$output"
 }
+
+@test "lkvm run --detach -n mode=user: the caller's output ends once the guest runs, not when lkvm-slirp exits" {
+	need_slirp
+	# The guest serves for 20 s: a helper holding the caller's stdout
+	# would keep `run` waiting until then, and the guest would be gone.
+	run "$LKVM" run -k "$KERNEL" -m 128 --detach --name det \
+		--console-log "$TMP/det.log" -n mode=user \
+		-p "tests=virtio-net-dhcp,virtio-net-serve net_serve=20"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "$output" = det ]
+	run "$LKVM" stat det
+	[ "$status" -eq 0 ]
+	! grep -q '^ok 2' "$TMP/det.log"
+	"$LKVM" stop det --wait
+}

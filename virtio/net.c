@@ -672,6 +672,7 @@ static int add_net(struct machine *m, const struct net_opts *o,
 		return -ENOMEM;
 	}
 	n->o = *o;
+	n->o.detached = m->cfg.detach;
 	if (n->o.tapif)
 		n->o.tapif = n->o.tapname;
 	/* A backend that cannot open leaves the device with its link down. */

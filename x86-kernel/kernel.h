@@ -378,6 +378,10 @@ int check_virtio_net_hostile(char *msg, size_t n);
 int check_virtio_net_flood(char *msg, size_t n);
 int check_virtio_net_mq(char *msg, size_t n);
 int check_virtio_net_csum(char *msg, size_t n);
+/* For virtio-soak (soak.c): a UDP echo each round through the first
+ * virtio-net device (net.c). */
+int net_soak_open(char *peer, size_t pn, char *msg, size_t n);
+int net_soak_echo(uint64_t r, uint64_t *sent, char *msg, size_t n);
 int check_virtio_balloon(char *msg, size_t n);
 int check_virtio_vsock(char *msg, size_t n);
 int check_virtio_blk_writes(char *msg, size_t n);

@@ -1100,3 +1100,61 @@ int check_virtio_net_csum(char *msg, size_t n)
 			"echoed; receive header flags 0x%x\n", d->name, nic.rx_flags);
 	return r;
 }
+
+/* ---- the soak's network step (soak.c) -------------------------------- */
+
+#define SOAK_PORT 40008
+#define SOAK_TRIES 5
+
+static uint32_t soak_ip;
+static uint16_t soak_port;
+
+/* The device up, an address (DHCP unless net_ip= gave one) and
+ * net_peer=, whose text goes to peer: PASS, or FAIL with why. */
+int net_soak_open(char *peer, size_t pn, char *msg, size_t n)
+{
+	int r = net_up(msg, n);
+	if (r == PASS && !link_up()) {
+		ksnprintf(msg, n, "%s: link down", nic.d->name);
+		r = FAIL;
+	}
+	if (r == PASS && !nic.ip)
+		r = check_virtio_net_dhcp(msg, n);
+	if (r == PASS)
+		r = need_peer(peer, pn, &soak_ip, &soak_port, msg, n);
+	return r;
+}
+
+/* Round r's datagram, "lkvm-soak R", to the peer until the same comes
+ * back: UDP may drop either way, so up to SOAK_TRIES sends, each waited
+ * for 2 s; a late echo of an earlier send is skipped. Each send counts
+ * in *sent. */
+int net_soak_echo(uint64_t r, uint64_t *sent, char *msg, size_t n)
+{
+	char text[32];
+	ksnprintf(text, sizeof(text), "lkvm-soak %lu", r);
+	uint32_t len = (uint32_t)strlen(text);
+	nic.want_port = SOAK_PORT;
+	for (int tries = 0; tries < SOAK_TRIES; tries++) {
+		nic.got_len = -1;
+		if (!udp_send(nic.ip, soak_ip, SOAK_PORT, soak_port, text, len)) {
+			ksnprintf(msg, n, "round %lu: %s: could not send (no ARP answer?)",
+				  r, nic.d->name);
+			return FAIL;
+		}
+		(*sent)++;
+		for (uint64_t t0 = ticks, c0 = rdtsc(); !expired(t0, c0, 2 * PIT_HZ);) {
+			if (nic.got_len < 0) {
+				if (!net_poll())
+					cpu_relax();
+				continue;
+			}
+			if ((uint32_t)nic.got_len == len && !memcmp(nic.got, text, len))
+				return PASS;
+			nic.got_len = -1;
+		}
+	}
+	ksnprintf(msg, n, "round %lu: %s: no echo of \"%s\" in %d tries of 2 s",
+		  r, nic.d->name, text, SOAK_TRIES);
+	return FAIL;
+}

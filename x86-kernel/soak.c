@@ -9,8 +9,15 @@
  * on odd rounds) and reads zeroes back. Then it prints "# soak R" on the
  * console. So the console shows every round, in order, and after the
  * run the disk holds each sector's last round and zeroes after them: the
- * host checks both, and no request or console line may be lost. Each step of a round is one entry of soak_steps;
- * network I/O adds its own step (and its count to the line) there.
+ * host checks both, and no request or console line may be lost. Each
+ * step of a round is one entry of soak_steps.
+ *
+ * With a virtio-net device, the guest first takes a DHCP lease (unless
+ * net_ip= gives an address), and each round also sends the datagram
+ * "lkvm-soak R" to net_peer= (the host's UDP echo server) until the same
+ * comes back (net.c: a bounded number of sends); the line is then
+ * "# soak R net E/S": E echoes (one a round) for S datagrams sent. The
+ * host checks that its echo server saw every round's datagram.
  *
  * Never returns on success; FAIL with the round and what went wrong.
  */
@@ -24,6 +31,8 @@
 
 static struct blk soak_blk;
 static uint64_t out_buf, in_buf;
+static bool soak_net;
+static uint64_t net_echoes, net_sent;
 
 /* The contents of round r's sector: r, then words derived from it. */
 static void soak_fill(uint64_t *p, uint64_t r)
@@ -101,9 +110,20 @@ static bool soak_step_zeroes(uint64_t r, char *msg, size_t n)
 	return true;
 }
 
+static bool soak_step_net(uint64_t r, char *msg, size_t n)
+{
+	if (!soak_net)
+		return true;
+	if (net_soak_echo(r, &net_sent, msg, n) != PASS)
+		return false;
+	net_echoes++;
+	return true;
+}
+
 static bool (*const soak_steps[])(uint64_t r, char *msg, size_t n) = {
 	soak_step_blk,
 	soak_step_zeroes,
+	soak_step_net,
 };
 
 int check_virtio_soak(char *msg, size_t n)
@@ -127,10 +147,20 @@ int check_virtio_soak(char *msg, size_t n)
 	kprintf("# soak: %s, sectors 0-%u, write-zeroes %s\n", d->name,
 		2 * SOAK_SECTORS - 1,
 		soak_blk.d->features & (1ull << BLK_F_WRITE_ZEROES_BIT) ? "yes" : "no");
+	soak_net = vdev_find(VIRTIO_ID_NET, 0) != NULL;
+	if (soak_net) {
+		char peer[32];
+		if (net_soak_open(peer, sizeof(peer), msg, n) != PASS)
+			return FAIL;
+		kprintf("# soak: UDP echoes from %s\n", peer);
+	}
 	for (uint64_t r = 1;; r++) {
 		for (size_t i = 0; i < ARRAY_SIZE(soak_steps); i++)
 			if (!soak_steps[i](r, msg, n))
 				return FAIL;
-		kprintf("# soak %lu\n", r);
+		if (soak_net)
+			kprintf("# soak %lu net %lu/%lu\n", r, net_echoes, net_sent);
+		else
+			kprintf("# soak %lu\n", r);
 	}
 }

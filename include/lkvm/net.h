@@ -29,6 +29,7 @@ struct net_opts {
 	unsigned int nhostfwd;
 	char hostfwd[NET_MAX_HOSTFWD][48];	/* "tcp:HOSTPORT-:GUESTPORT" */
 	char tapname[16];		/* storage for tapif */
+	bool detached;			/* --detach: the helper gets no caller's stdio */
 };
 
 /*
