@@ -69,7 +69,7 @@ crash_run() {
 	PID=
 	[ "$rc" -eq 137 ] || { echo "lkvm ended with $rc before the kill"; cat "$TMP/out"; return 1; }
 	! grep -q '^ok 1' "$TMP/out" || { echo "the guest finished before the kill"; return 1; }
-	last=$(grep -E '^# flushed [0-9]+$' "$TMP/out" | tail -1 | cut -d' ' -f3)
+	last=$(complete_lines "$TMP/out" | grep -E '^# flushed [0-9]+$' | tail -1 | cut -d' ' -f3)
 	echo "# killed after block $last was flushed"
 	if [ "$fmt" = qcow2 ]; then
 		qcow2_consistent "$img"

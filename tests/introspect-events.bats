@@ -45,12 +45,13 @@ ki() { # NAME introspect-args...
 
 # Rounds whose write did not land, as "K WANT GOT" lines.
 refused() { # NAME
-	awk '/^# introspect write / && $5 != $7 { print $4, $5, $7 }' \
-		"$TMP/$1.log"
+	complete_lines "$TMP/$1.log" |
+		awk '/^# introspect write / && $5 != $7 { print $4, $5, $7 }'
 }
 
 last_round() { # NAME
-	grep -E '^# introspect agent ' "$TMP/$1.log" | tail -1 | cut -d' ' -f4
+	complete_lines "$TMP/$1.log" | grep -E '^# introspect agent ' | tail -1 |
+		cut -d' ' -f4
 }
 
 # Waits until the guest has finished round N.
