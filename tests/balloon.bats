@@ -8,9 +8,7 @@
 bats_require_minimum_version 1.5.0
 
 load helpers
-
-KERNEL_DIR="$BATS_TEST_DIRNAME/../x86-kernel"
-KERNEL="$KERNEL_DIR/test-kernel.elf"
+load qemu
 
 setup_file() {
 	make -C "$KERNEL_DIR" >&2
@@ -147,11 +145,8 @@ start_balloon() {
 }
 
 @test "balloon: the same check passes under QEMU's virtio-balloon" {
-	command -v qemu-system-x86_64 >/dev/null || skip "qemu-system-x86_64 not installed"
-	run timeout --kill-after=10 120 qemu-system-x86_64 -accel kvm -M pc -m 128 \
-		-kernel "$KERNEL" -append "tests=virtio-balloon" \
-		-display none -nodefaults -serial stdio -monitor none -no-reboot \
-		-device isa-debug-exit,iobase=0xf4,iosize=4 \
+	need_qemu
+	run qemu_kernel 120 pc 1 "tests=virtio-balloon" \
 		-device virtio-balloon-pci,deflate-on-oom=on </dev/null
 	echo "$output" | grep -E '^(ok|not ok)' || true
 	[ "$status" -eq 0 ]

@@ -1,5 +1,8 @@
 # Shared by the bats suites.
 LKVM="${LKVM:-$BATS_TEST_DIRNAME/../lkvm}"
+# The bundled test kernel, for the suites that boot it with -k or under QEMU.
+KERNEL_DIR="$BATS_TEST_DIRNAME/../x86-kernel"
+KERNEL="$KERNEL_DIR/test-kernel.elf"
 
 setup_tmp() {
 	TMP=$(mktemp -d "${BATS_TMPDIR:-/tmp}/lkvm-test.XXXXXX")

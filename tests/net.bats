@@ -13,9 +13,6 @@ bats_require_minimum_version 1.5.0
 load helpers
 load net
 
-KERNEL_DIR="$BATS_TEST_DIRNAME/../x86-kernel"
-KERNEL="$KERNEL_DIR/test-kernel.elf"
-
 setup_file() {
 	make -C "$KERNEL_DIR" >&2
 }

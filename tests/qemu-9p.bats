@@ -8,17 +8,14 @@
 bats_require_minimum_version 1.5.0
 
 load helpers
-
-KERNEL_DIR="$BATS_TEST_DIRNAME/../x86-kernel"
-KERNEL="$KERNEL_DIR/test-kernel.elf"
+load qemu
 
 setup_file() {
 	make -C "$KERNEL_DIR" >&2
 }
 
 setup() {
-	command -v qemu-system-x86_64 >/dev/null || skip "qemu-system-x86_64 not installed"
-	[ -w /dev/kvm ] || skip "no writable /dev/kvm"
+	need_qemu
 	setup_tmp
 	J="$TMP/jail"
 	mkdir -p "$J/share"
@@ -30,11 +27,7 @@ teardown() { teardown_tmp; }
 qemu() { # machine append [args...]
 	local machine="$1" append="$2"
 	shift 2
-	timeout --kill-after=10 "${QEMU_TIMEOUT:-120}" \
-		qemu-system-x86_64 -accel kvm -M "$machine" -m 128 -smp 1 \
-		-kernel "$KERNEL" -append "$append" \
-		-display none -nodefaults -serial stdio -monitor none -no-reboot \
-		-device isa-debug-exit,iobase=0xf4,iosize=4 "$@" </dev/null
+	qemu_kernel "${QEMU_TIMEOUT:-120}" "$machine" 1 "$append" "$@" </dev/null
 }
 
 share_clean() {

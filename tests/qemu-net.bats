@@ -11,16 +11,12 @@ load helpers
 load qemu
 load net
 
-KERNEL_DIR="$BATS_TEST_DIRNAME/../x86-kernel"
-KERNEL="$KERNEL_DIR/test-kernel.elf"
-
 setup_file() {
 	make -C "$KERNEL_DIR" >&2
 }
 
 setup() {
-	command -v qemu-system-x86_64 >/dev/null || skip "qemu-system-x86_64 not installed"
-	[ -w /dev/kvm ] || skip "no writable /dev/kvm"
+	need_qemu
 	setup_tmp
 	BGPID=
 }
@@ -61,7 +57,7 @@ teardown() { net_teardown; }
 @test "qemu microvm, -netdev tap: in a namespace the host pings the guest and gets its UDP echo" {
 	[ "$(id -u)" -eq 0 ] || skip "network namespaces need root"
 	netns_with_tap "qemu-net-$$" qt0
-	ip netns exec "$NETNS" bash -c "$(declare -f qemu_microvm); KERNEL=$KERNEL; \
+	ip netns exec "$NETNS" bash -c "$(declare -f qemu_kernel qemu_microvm); KERNEL=$KERNEL; \
 		qemu_microvm 'tests=virtio-net,virtio-net-serve net_ip=$GUEST_IP net_serve=30' \
 		-netdev tap,id=n0,ifname=qt0,script=no,downscript=no \
 		-device virtio-net-device,netdev=n0" >"$TMP/out" 2>"$TMP/err" &
@@ -79,7 +75,7 @@ teardown() { net_teardown; }
 	[ "$(id -u)" -eq 0 ] || skip "network namespaces need root"
 	netns_with_tap "qemu-net-$$" qt0 multi_queue
 	start_echo_server "$NETNS"
-	run ip netns exec "$NETNS" bash -c "$(declare -f qemu_microvm); KERNEL=$KERNEL; \
+	run ip netns exec "$NETNS" bash -c "$(declare -f qemu_kernel qemu_microvm); KERNEL=$KERNEL; \
 		qemu_microvm 'tests=virtio-net-mq,virtio-net-csum,virtio-net-udp net_ip=$GUEST_IP net_peer=$HOST_IP:$ECHOPORT' \
 		-netdev tap,id=n0,ifname=qt0,script=no,downscript=no,queues=2 \
 		-device virtio-net-device,netdev=n0,mq=on"

@@ -15,16 +15,12 @@ bats_require_minimum_version 1.5.0
 load helpers
 load qemu
 
-KERNEL_DIR="$BATS_TEST_DIRNAME/../x86-kernel"
-KERNEL="$KERNEL_DIR/test-kernel.elf"
-
 setup_file() {
 	make -C "$KERNEL_DIR" >&2
 }
 
 setup() {
-	command -v qemu-system-x86_64 >/dev/null || skip "qemu-system-x86_64 not installed"
-	[ -w /dev/kvm ] || skip "no writable /dev/kvm"
+	need_qemu
 	setup_tmp
 }
 

@@ -9,30 +9,23 @@
 
 bats_require_minimum_version 1.5.0
 
-KERNEL_DIR="$BATS_TEST_DIRNAME/../x86-kernel"
-KERNEL="$KERNEL_DIR/test-kernel.elf"
+load helpers
+load qemu
 
 setup_file() {
 	make -C "$KERNEL_DIR" >&2
 }
 
 setup() {
-	command -v qemu-system-x86_64 >/dev/null || skip "qemu-system-x86_64 not installed"
-	[ -w /dev/kvm ] || skip "no writable /dev/kvm"
+	need_qemu
 }
 
-# qemu_run APPEND [QEMU-ARGS...]: the kernel on a pc machine with COM1 on
-# stdio, no monitor, the debug-exit device, and QEMU's exit on reset.
-# SeaBIOS lists only the first logical CPU of each package in its MP table,
-# so the vCPUs are sockets, which makes every one of them visible there.
+# qemu_run APPEND [QEMU-ARGS...]: qemu_pc with the caller's stdin (the
+# serial-input check feeds it).
 qemu_run() {
 	local append="$1"
 	shift
-	timeout --kill-after=10 "${QEMU_TIMEOUT:-120}" \
-		qemu-system-x86_64 -accel kvm -M pc -m 128 -smp 2,sockets=2 \
-		-kernel "$KERNEL" -append "$append" \
-		-display none -nodefaults -serial stdio -monitor none -no-reboot \
-		-device isa-debug-exit,iobase=0xf4,iosize=4 "$@"
+	qemu_kernel "${QEMU_TIMEOUT:-120}" pc 2,sockets=2 "$append" "$@"
 }
 
 @test "qemu: tests=all passes and the kernel resets the machine" {

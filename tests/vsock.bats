@@ -9,9 +9,8 @@
 bats_require_minimum_version 1.5.0
 
 load helpers
+load qemu
 
-KERNEL_DIR="$BATS_TEST_DIRNAME/../x86-kernel"
-KERNEL="$KERNEL_DIR/test-kernel.elf"
 HOSTPY="$BATS_TEST_DIRNAME/vsock-host.py"
 
 setup_file() {
@@ -169,12 +168,9 @@ start_vsock() {
 }
 
 @test "vsock: QEMU's vhost-vsock needs /dev/vhost-vsock" {
-	command -v qemu-system-x86_64 >/dev/null || skip "qemu-system-x86_64 not installed"
+	need_qemu
 	[ -e /dev/vhost-vsock ] || skip "QEMU's vsock (vhost-vsock-pci) needs /dev/vhost-vsock, which this host lacks"
-	run timeout --kill-after=10 120 qemu-system-x86_64 -accel kvm -M pc -m 128 \
-		-kernel "$KERNEL" -append "tests=virtio-vsock" \
-		-display none -nodefaults -serial stdio -monitor none -no-reboot \
-		-device isa-debug-exit,iobase=0xf4,iosize=4 \
+	run qemu_kernel 120 pc 1 "tests=virtio-vsock" \
 		-device vhost-vsock-pci,guest-cid=3 </dev/null
 	echo "$output" | grep -E '^(ok|not ok)' || true
 	[ "$status" -eq 0 ]
