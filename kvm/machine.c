@@ -11,6 +11,8 @@
 #include "lkvm/machine.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -20,7 +22,9 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/signalfd.h>
+#include <sys/syscall.h>
 #include <sys/sysinfo.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "lkvm/arch.h"
@@ -400,13 +404,18 @@ static const long core_caps[] = {
 };
 
 /*
- * Creating the VM is the largest part of start-up and needs nothing that
- * option parsing, the registry or the console log produce, so it runs in
- * a thread meanwhile (bench/boot.sh): machine_open_kvm_early() starts it,
- * open_kvm() takes its result.
+ * Creating the VM is the largest part of start-up, and nothing before it
+ * needs option parsing's results beyond the device's path, so
+ * machine_open_kvm_early() creates it first thing, on the main thread.
+ * What only later steps need, the host's CPUID table (the vCPUs'
+ * set-up) and the seccomp programs (confine_start()), a thread prepares
+ * meanwhile: on a host whose idle CPUs are slow to wake, a thread takes
+ * 0.1 to 1 ms to start, which a thread on the path to the guest's first
+ * instruction would add to it (bench/boot.sh).
  */
 struct kvm_opening {
 	pthread_t thread;
+	bool threaded;
 	struct machine *m;
 	struct kvm_ctx *kvm;
 	enum kvm_open_error why;
@@ -420,16 +429,15 @@ static const char *kvm_device_path(void)
 	return path && *path ? path : "/dev/kvm";
 }
 
-static void *opening_thread(void *arg)
+static void *prepare_thread(void *arg)
 {
 	struct kvm_opening *o = arg;
 	struct kvm_cpuid2 *c;
 
-	o->err = kvm_open(&o->kvm, kvm_device_path(), &callbacks, o->m,
-			  &o->why);
-	/* Every vCPU's set-up asks for it; the answer is cached. */
-	if (!o->err && !kvm_get_supported_cpuid(o->kvm, &c))
+	/* The answer is cached in the context. */
+	if (!kvm_get_supported_cpuid(o->kvm, &c))
 		free(c);
+	seccomp_prepare(o->m);
 	return NULL;
 }
 
@@ -440,14 +448,25 @@ void machine_open_kvm_early(struct machine *m)
 	if (!o)
 		return;		/* open_kvm() opens it itself */
 	o->m = m;
-	if (pthread_create(&o->thread, NULL, opening_thread, o)) {
-		free(o);
-		return;
-	}
+	o->err = kvm_open(&o->kvm, kvm_device_path(), &callbacks, m, &o->why);
+	if (!o->err)
+		o->threaded = !pthread_create(&o->thread, NULL, prepare_thread, o);
 	m->opening = o;
 }
 
-/* Waits for the early opening, if there is one (false if not); its
+/* The preparing thread's end: after it, the context and the seccomp
+ * programs are the main thread's. */
+static void opening_settle(struct machine *m)
+{
+	struct kvm_opening *o = m->opening;
+
+	if (o && o->threaded) {
+		pthread_join(o->thread, NULL);
+		o->threaded = false;
+	}
+}
+
+/* The early opening's result, if there is one (false if not); its
  * context becomes m->kvm. */
 static bool opening_join(struct machine *m, enum kvm_open_error *why,
 			 int *err)
@@ -456,13 +475,17 @@ static bool opening_join(struct machine *m, enum kvm_open_error *why,
 
 	if (!o)
 		return false;
-	pthread_join(o->thread, NULL);
 	m->kvm = o->kvm;
 	*why = o->why;
 	*err = o->err;
-	free(o);
-	m->opening = NULL;
 	return true;
+}
+
+static void opening_free(struct machine *m)
+{
+	opening_settle(m);
+	free(m->opening);
+	m->opening = NULL;
 }
 
 static int open_kvm(struct machine *m)
@@ -610,6 +633,8 @@ static void kick_handler(int sig)
 	(void)sig;	/* only interrupts KVM_RUN */
 }
 
+static int start_vcpus(struct machine *m);
+
 int machine_init(struct machine *m)
 {
 	/* SA_RESTART: a kick must not fail a device's read or write on a
@@ -656,6 +681,7 @@ int machine_init(struct machine *m)
 	if ((err = init_devices(m)) || (err = arch_load(m)))
 		return err;
 
+	opening_settle(m);
 	for (unsigned int i = 0; i < m->ncpus; i++) {
 		struct vcpu *v = &m->vcpus[i];
 
@@ -673,10 +699,58 @@ int machine_init(struct machine *m)
 			return err;
 		}
 	}
-	return 0;
+	return start_vcpus(m);
 }
 
 /* ---- running ------------------------------------------------------------ */
+
+/*
+ * The vCPU threads start at the end of set-up and wait for the word
+ * machine_run() gives. A thread takes 0.1 to 1 ms to start running on a
+ * CPU that was idle in a virtual machine (the wake-up goes through the
+ * hypervisor below), which would otherwise fall between the end of
+ * set-up and the guest's first instruction (bench/boot.sh); meanwhile
+ * the last of the set-up (control socket, seccomp) runs. vCPU 0, which
+ * the guest starts on, spins for that word for at most 2 ms before it
+ * sleeps; the others sleep at once (they wait for INIT/SIPI anyway).
+ */
+#define GO_SPIN_NS 2000000L
+
+static bool go_given(struct machine *m)
+{
+	return __atomic_load_n(&m->vcpus_go, __ATOMIC_ACQUIRE);
+}
+
+static long now_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec * 1000000000L + t.tv_nsec;
+}
+
+static void wait_go(struct vcpu *v)
+{
+	struct machine *m = v->m;
+
+	if (v->id == 0) {
+		long end = now_ns() + GO_SPIN_NS;
+
+		while (!go_given(m) && now_ns() < end)
+			for (int i = 0; i < 64 && !go_given(m); i++)
+				__builtin_ia32_pause();
+	}
+	while (!go_given(m))
+		syscall(SYS_futex, &m->vcpus_go, FUTEX_WAIT_PRIVATE, 0, NULL,
+			NULL, 0);
+}
+
+static void give_go(struct machine *m)
+{
+	__atomic_store_n(&m->vcpus_go, 1, __ATOMIC_RELEASE);
+	syscall(SYS_futex, &m->vcpus_go, FUTEX_WAKE_PRIVATE, INT_MAX, NULL,
+		NULL, 0);
+}
 
 static void *vcpu_thread(void *arg)
 {
@@ -691,6 +765,8 @@ static void *vcpu_thread(void *arg)
 	sigaddset(&set, SIG_KICK);
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 	kvm_vcpu_bind_thread(v->kvm);
+	vcpu_ctl_thread_prepare(v);
+	wait_go(v);
 	vcpu_ctl_thread_start(v);
 	seccomp_thread_enter(SECCOMP_VCPU);	/* before the first KVM_RUN */
 
@@ -717,6 +793,50 @@ static void *vcpu_thread(void *arg)
 	}
 	vcpu_ctl_thread_end(v);
 	return NULL;
+}
+
+/* Threads inherit the mask: stop signals come through the main loop's
+ * signalfd (a stop signal meanwhile stays pending until it reads it),
+ * kicks reach only vCPU threads. */
+static void block_signals(void)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIG_KICK);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+}
+
+static int start_vcpus(struct machine *m)
+{
+	block_signals();
+	for (unsigned int i = 0; i < m->ncpus; i++) {
+		int err = pthread_create(&m->vcpus[i].thread, NULL, vcpu_thread,
+					 &m->vcpus[i]);
+
+		if (err) {
+			pr_err("cannot start vCPU %u: %s", i, strerror(err));
+			return -err;
+		}
+		m->vcpus[i].started = true;
+	}
+	return 0;
+}
+
+/* The vCPU threads' end; they leave at once if the guest never ran. */
+static void join_vcpus(struct machine *m)
+{
+	give_go(m);
+	/* Parked vCPUs wait on their locks, not in KVM_RUN. */
+	vcpu_ctl_wake_all(m);
+	for (unsigned int i = 0; i < m->ncpus; i++) {
+		if (m->vcpus[i].started)
+			pthread_join(m->vcpus[i].thread, NULL);
+		m->vcpus[i].started = false;
+	}
 }
 
 static void on_wake(struct machine *m, int fd, void *opaque)
@@ -762,33 +882,16 @@ int machine_poll(struct machine *m, int timeout_ms)
 
 int machine_run(struct machine *m)
 {
-	sigset_t stop_set, kick_set, old;
+	sigset_t stop_set;
 	int sfd;
 
 	sigemptyset(&stop_set);
 	sigaddset(&stop_set, SIGINT);
 	sigaddset(&stop_set, SIGTERM);
 	sigaddset(&stop_set, SIGHUP);
-	sigemptyset(&kick_set);
-	sigaddset(&kick_set, SIG_KICK);
-	/* Threads inherit this mask: stop signals come through the main
-	 * loop's signalfd, kicks reach only vCPU threads. */
-	sigprocmask(SIG_BLOCK, &stop_set, &old);
-	sigprocmask(SIG_BLOCK, &kick_set, NULL);
 	/* The vCPUs start first: the guest's boot does not wait for the
-	 * main loop's set-up. A stop signal meanwhile stays pending (it is
-	 * blocked) until the signalfd below reads it. */
-	for (unsigned int i = 0; i < m->ncpus; i++) {
-		int err = pthread_create(&m->vcpus[i].thread, NULL, vcpu_thread,
-					 &m->vcpus[i]);
-
-		if (err) {
-			pr_err("cannot start vCPU %u: %s", i, strerror(err));
-			machine_stop(m, LKVM_EXIT_ERROR);
-			break;
-		}
-		m->vcpus[i].started = true;
-	}
+	 * main loop's set-up. */
+	give_go(m);
 	sfd = signalfd(-1, &stop_set, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (sfd < 0 || machine_watch_fd(m, sfd, on_signal, NULL) ||
 	    machine_watch_fd(m, m->wake_fd, on_wake, NULL)) {
@@ -806,11 +909,7 @@ int machine_run(struct machine *m)
 	while (!machine_stopping(m))
 		machine_poll(m, -1);
 
-	/* Parked vCPUs wait on their locks, not in KVM_RUN. */
-	vcpu_ctl_wake_all(m);
-	for (unsigned int i = 0; i < m->ncpus; i++)
-		if (m->vcpus[i].started)
-			pthread_join(m->vcpus[i].thread, NULL);
+	join_vcpus(m);
 	term_stop(m);
 	if (sfd >= 0) {
 		machine_unwatch_fd(m, sfd);
@@ -824,6 +923,11 @@ void machine_exit(struct machine *m)
 	unsigned int n;
 	const struct device_ops *const *devs = device_list(&n);
 
+	/* Set-up failed after the vCPU threads started. */
+	if (m->vcpus && m->ncpus && m->vcpus[0].started) {
+		machine_stop(m, LKVM_EXIT_ERROR);
+		join_vcpus(m);
+	}
 	while (m->ndev_up > 0) {
 		const struct device_ops *d = devs[--m->ndev_up];
 
@@ -846,12 +950,9 @@ void machine_exit(struct machine *m)
 		munmap(m->mem[0].host, m->ram_size);
 	iobus_free(m->pio);
 	iobus_free(m->mmio);
-	if (m->opening) {
-		enum kvm_open_error why;
-		int err;
-
-		opening_join(m, &why, &err);
-	}
+	if (m->opening && !m->kvm)
+		m->kvm = m->opening->kvm;	/* opened, never taken */
+	opening_free(m);
 	kvm_close(m->kvm);
 	if (m->epoll_fd >= 0)
 		close(m->epoll_fd);

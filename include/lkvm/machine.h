@@ -120,6 +120,9 @@ struct machine {
 	int wake_fd;
 	int exit_status;
 	bool stopping;
+	/* The vCPU threads start during set-up and run the guest once this
+	 * is set (machine_run); a futex word. */
+	int vcpus_go;
 
 	/* Control: vCPU events (kvm/vcpu.c), the control socket
 	 * (kvm/control.c), device counters for `lkvm stat` (kvm/stats.c). */
