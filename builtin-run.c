@@ -199,6 +199,17 @@ static int detach(int *notify)
 						  LKVM_EXIT_ERROR;
 }
 
+/* The end of the run, on the main loop's thread (machine_run()): the
+ * socket goes first, then devices flush (machine_exit), then whoever
+ * asked to stop or wait hears the status. */
+static void run_end(struct machine *m, int status, void *reg)
+{
+	control_close(m);
+	machine_exit(m);
+	control_finish(m, status);
+	registry_release(reg);
+}
+
 int cmd_run(int argc, char **argv)
 {
 	struct machine m = { 0 };
@@ -253,12 +264,5 @@ int cmd_run(int argc, char **argv)
 		registry_release(&reg);
 		return LKVM_EXIT_ERROR;
 	}
-	status = machine_run(&m);
-	/* The socket goes first, then devices flush (machine_exit), then
-	 * whoever asked to stop or wait hears the status. */
-	control_close(&m);
-	machine_exit(&m);
-	control_finish(&m, status);
-	registry_release(&reg);
-	return status;
+	return machine_run(&m, run_end, &reg);
 }

@@ -13,6 +13,8 @@
 #include <errno.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <limits.h>
+#include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -22,6 +24,7 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/signalfd.h>
+#include <sys/syscall.h>
 #include <sys/syscall.h>
 #include <sys/sysinfo.h>
 #include <time.h>
@@ -406,17 +409,13 @@ static const long core_caps[] = {
 /*
  * Creating the VM is the largest part of start-up, and nothing before it
  * needs option parsing's results beyond the device's path, so
- * machine_open_kvm_early() creates it first thing, on the main thread.
- * What only later steps need, the host's CPUID table (the vCPUs'
- * set-up) and the seccomp programs (confine_start()), a thread prepares
- * meanwhile: on a host whose idle CPUs are slow to wake, a thread takes
- * 0.1 to 1 ms to start, which a thread on the path to the guest's first
- * instruction would add to it (bench/boot.sh).
+ * machine_open_kvm_early() creates it first thing, and open_kvm() takes
+ * the result and reports its errors in order. No thread: on a host whose
+ * idle CPUs are slow to wake, a new thread takes 0.1 to 1 ms to run, and
+ * sharing the CPU with one slowed the set-up it was to shorten
+ * (bench/boot.sh).
  */
 struct kvm_opening {
-	pthread_t thread;
-	bool threaded;
-	struct machine *m;
 	struct kvm_ctx *kvm;
 	enum kvm_open_error why;
 	int err;
@@ -429,41 +428,14 @@ static const char *kvm_device_path(void)
 	return path && *path ? path : "/dev/kvm";
 }
 
-static void *prepare_thread(void *arg)
-{
-	struct kvm_opening *o = arg;
-	struct kvm_cpuid2 *c;
-
-	/* The answer is cached in the context. */
-	if (!kvm_get_supported_cpuid(o->kvm, &c))
-		free(c);
-	seccomp_prepare(o->m);
-	return NULL;
-}
-
 void machine_open_kvm_early(struct machine *m)
 {
 	struct kvm_opening *o = calloc(1, sizeof(*o));
 
 	if (!o)
 		return;		/* open_kvm() opens it itself */
-	o->m = m;
 	o->err = kvm_open(&o->kvm, kvm_device_path(), &callbacks, m, &o->why);
-	if (!o->err)
-		o->threaded = !pthread_create(&o->thread, NULL, prepare_thread, o);
 	m->opening = o;
-}
-
-/* The preparing thread's end: after it, the context and the seccomp
- * programs are the main thread's. */
-static void opening_settle(struct machine *m)
-{
-	struct kvm_opening *o = m->opening;
-
-	if (o && o->threaded) {
-		pthread_join(o->thread, NULL);
-		o->threaded = false;
-	}
 }
 
 /* The early opening's result, if there is one (false if not); its
@@ -478,14 +450,9 @@ static bool opening_join(struct machine *m, enum kvm_open_error *why,
 	m->kvm = o->kvm;
 	*why = o->why;
 	*err = o->err;
-	return true;
-}
-
-static void opening_free(struct machine *m)
-{
-	opening_settle(m);
-	free(m->opening);
+	free(o);
 	m->opening = NULL;
+	return true;
 }
 
 static int open_kvm(struct machine *m)
@@ -633,7 +600,7 @@ static void kick_handler(int sig)
 	(void)sig;	/* only interrupts KVM_RUN */
 }
 
-static int start_vcpus(struct machine *m);
+static int start_aps(struct machine *m);
 
 int machine_init(struct machine *m)
 {
@@ -681,7 +648,6 @@ int machine_init(struct machine *m)
 	if ((err = init_devices(m)) || (err = arch_load(m)))
 		return err;
 
-	opening_settle(m);
 	for (unsigned int i = 0; i < m->ncpus; i++) {
 		struct vcpu *v = &m->vcpus[i];
 
@@ -699,74 +665,43 @@ int machine_init(struct machine *m)
 			return err;
 		}
 	}
-	return start_vcpus(m);
+	return start_aps(m);
 }
 
 /* ---- running ------------------------------------------------------------ */
 
 /*
- * The vCPU threads start at the end of set-up and wait for the word
- * machine_run() gives. A thread takes 0.1 to 1 ms to start running on a
- * CPU that was idle in a virtual machine (the wake-up goes through the
- * hypervisor below), which would otherwise fall between the end of
- * set-up and the guest's first instruction (bench/boot.sh); meanwhile
- * the last of the set-up (control socket, seccomp) runs. vCPU 0, which
- * the guest starts on, spins for that word for at most 2 ms before it
- * sleeps; the others sleep at once (they wait for INIT/SIPI anyway).
+ * The threads of vCPUs 1 and up start at the end of set-up and wait for
+ * machine_run()'s word, which they get long before the guest wakes them
+ * with INIT/SIPI. vCPU 0 runs on machine_run()'s caller.
  */
-#define GO_SPIN_NS 2000000L
-
-static bool go_given(struct machine *m)
+static bool flag_set(int *word)
 {
-	return __atomic_load_n(&m->vcpus_go, __ATOMIC_ACQUIRE);
+	return __atomic_load_n(word, __ATOMIC_ACQUIRE);
 }
 
-static long now_ns(void)
+static void flag_wait(int *word)
 {
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return t.tv_sec * 1000000000L + t.tv_nsec;
+	while (!flag_set(word))
+		syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
 }
 
-static void wait_go(struct vcpu *v)
+static void flag_give(int *word)
 {
-	struct machine *m = v->m;
-
-	if (v->id == 0) {
-		long end = now_ns() + GO_SPIN_NS;
-
-		while (!go_given(m) && now_ns() < end)
-			for (int i = 0; i < 64 && !go_given(m); i++)
-				__builtin_ia32_pause();
-	}
-	while (!go_given(m))
-		syscall(SYS_futex, &m->vcpus_go, FUTEX_WAIT_PRIVATE, 0, NULL,
-			NULL, 0);
+	__atomic_store_n(word, 1, __ATOMIC_RELEASE);
+	syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
 }
 
-static void give_go(struct machine *m)
+/* Runs vCPU v on the calling thread until the machine stops. */
+static void vcpu_run_loop(struct vcpu *v)
 {
-	__atomic_store_n(&m->vcpus_go, 1, __ATOMIC_RELEASE);
-	syscall(SYS_futex, &m->vcpus_go, FUTEX_WAKE_PRIVATE, INT_MAX, NULL,
-		NULL, 0);
-}
-
-static void *vcpu_thread(void *arg)
-{
-	struct vcpu *v = arg;
 	struct machine *m = v->m;
 	sigset_t set;
-	char name[16];
 
-	snprintf(name, sizeof(name), "vcpu%u", v->id);
-	pthread_setname_np(pthread_self(), name);
 	sigemptyset(&set);
 	sigaddset(&set, SIG_KICK);
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 	kvm_vcpu_bind_thread(v->kvm);
-	vcpu_ctl_thread_prepare(v);
-	wait_go(v);
 	vcpu_ctl_thread_start(v);
 	seccomp_thread_enter(SECCOMP_VCPU);	/* before the first KVM_RUN */
 
@@ -792,6 +727,17 @@ static void *vcpu_thread(void *arg)
 		break;
 	}
 	vcpu_ctl_thread_end(v);
+}
+
+static void *ap_thread(void *arg)
+{
+	struct vcpu *v = arg;
+	char name[16];
+
+	snprintf(name, sizeof(name), "vcpu%u", v->id);
+	pthread_setname_np(pthread_self(), name);
+	flag_wait(&v->m->vcpus_go);
+	vcpu_run_loop(v);
 	return NULL;
 }
 
@@ -810,11 +756,11 @@ static void block_signals(void)
 	sigprocmask(SIG_BLOCK, &set, NULL);
 }
 
-static int start_vcpus(struct machine *m)
+static int start_aps(struct machine *m)
 {
 	block_signals();
-	for (unsigned int i = 0; i < m->ncpus; i++) {
-		int err = pthread_create(&m->vcpus[i].thread, NULL, vcpu_thread,
+	for (unsigned int i = 1; i < m->ncpus; i++) {
+		int err = pthread_create(&m->vcpus[i].thread, NULL, ap_thread,
 					 &m->vcpus[i]);
 
 		if (err) {
@@ -826,14 +772,18 @@ static int start_vcpus(struct machine *m)
 	return 0;
 }
 
-/* The vCPU threads' end; they leave at once if the guest never ran. */
+/* Every vCPU's end; APs that never ran leave at once. */
 static void join_vcpus(struct machine *m)
 {
-	give_go(m);
+	flag_give(&m->vcpus_go);
 	/* Parked vCPUs wait on their locks, not in KVM_RUN. */
 	vcpu_ctl_wake_all(m);
 	for (unsigned int i = 0; i < m->ncpus; i++) {
-		if (m->vcpus[i].started)
+		if (!m->vcpus[i].started)
+			continue;
+		if (i == 0)
+			flag_wait(&m->vcpu0_done);
+		else
 			pthread_join(m->vcpus[i].thread, NULL);
 		m->vcpus[i].started = false;
 	}
@@ -880,18 +830,18 @@ int machine_poll(struct machine *m, int timeout_ms)
 	return n < 0 ? -errno : n;
 }
 
-int machine_run(struct machine *m)
+/* The main loop's thread: the loop, then the end of the run. */
+static void *main_loop(void *arg)
 {
+	struct machine *m = arg;
 	sigset_t stop_set;
 	int sfd;
 
+	pthread_setname_np(pthread_self(), "main-loop");
 	sigemptyset(&stop_set);
 	sigaddset(&stop_set, SIGINT);
 	sigaddset(&stop_set, SIGTERM);
 	sigaddset(&stop_set, SIGHUP);
-	/* The vCPUs start first: the guest's boot does not wait for the
-	 * main loop's set-up. */
-	give_go(m);
 	sfd = signalfd(-1, &stop_set, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (sfd < 0 || machine_watch_fd(m, sfd, on_signal, NULL) ||
 	    machine_watch_fd(m, m->wake_fd, on_wake, NULL)) {
@@ -915,6 +865,41 @@ int machine_run(struct machine *m)
 		machine_unwatch_fd(m, sfd);
 		close(sfd);
 	}
+	if (m->run_end)
+		m->run_end(m, m->exit_status, m->run_end_arg);
+	return NULL;
+}
+
+int machine_run(struct machine *m,
+		void (*end)(struct machine *m, int status, void *arg),
+		void *arg)
+{
+	pthread_t loop;
+	int err;
+
+	m->run_end = end;
+	m->run_end_arg = arg;
+	if (!m->ncpus) {
+		machine_stop(m, LKVM_EXIT_ERROR);
+		main_loop(m);
+		return m->exit_status;
+	}
+	/* vCPU 0 goes into the guest at once; the APs and the main loop
+	 * start beside it. */
+	flag_give(&m->vcpus_go);
+	m->vcpus[0].thread = pthread_self();
+	m->vcpus[0].started = true;
+	err = pthread_create(&loop, NULL, main_loop, m);
+	if (err) {
+		pr_err("cannot start the main loop: %s", strerror(err));
+		m->vcpus[0].started = false;
+		machine_stop(m, LKVM_EXIT_ERROR);
+		main_loop(m);
+		return m->exit_status;
+	}
+	vcpu_run_loop(&m->vcpus[0]);
+	flag_give(&m->vcpu0_done);
+	pthread_join(loop, NULL);
 	return m->exit_status;
 }
 
@@ -927,6 +912,14 @@ void machine_exit(struct machine *m)
 	if (m->vcpus && m->ncpus && m->vcpus[0].started) {
 		machine_stop(m, LKVM_EXIT_ERROR);
 		join_vcpus(m);
+	}
+	/* Set-up failed after the APs' threads started. */
+	for (unsigned int i = 1; m->vcpus && i < m->ncpus; i++) {
+		if (m->vcpus[i].started) {
+			machine_stop(m, LKVM_EXIT_ERROR);
+			join_vcpus(m);
+			break;
+		}
 	}
 	while (m->ndev_up > 0) {
 		const struct device_ops *d = devs[--m->ndev_up];
@@ -950,9 +943,12 @@ void machine_exit(struct machine *m)
 		munmap(m->mem[0].host, m->ram_size);
 	iobus_free(m->pio);
 	iobus_free(m->mmio);
-	if (m->opening && !m->kvm)
-		m->kvm = m->opening->kvm;	/* opened, never taken */
-	opening_free(m);
+	if (m->opening) {	/* opened, never taken */
+		enum kvm_open_error why;
+		int err;
+
+		opening_join(m, &why, &err);
+	}
 	kvm_close(m->kvm);
 	if (m->epoll_fd >= 0)
 		close(m->epoll_fd);

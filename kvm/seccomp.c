@@ -481,19 +481,6 @@ static int build_all(struct machine *m, struct bpf *all)
 	return err;
 }
 
-/* seccomp_prepare()'s programs: the process-wide one here, each
- * class's in class_bpf[]; its result, -EAGAIN until it ran. */
-static struct bpf prepared_all;
-static int prepared_err = -EAGAIN;
-
-void seccomp_prepare(struct machine *m)
-{
-	struct confine_cfg *cfg = machine_dev_cfg(m, &confine_ops);
-
-	if (cfg && !cfg->no_seccomp && prepared_err == -EAGAIN)
-		prepared_err = build_all(m, &prepared_all);
-}
-
 int confine_start(struct machine *m, struct registry_entry *reg)
 {
 	struct confine_cfg *cfg = machine_dev_cfg(m, &confine_ops);
@@ -515,10 +502,7 @@ int confine_start(struct machine *m, struct registry_entry *reg)
 	if (cfg->no_seccomp)
 		return 0;
 
-	seccomp_prepare(m);
-	all = prepared_all;
-	prepared_all = (struct bpf){ 0 };
-	err = prepared_err;
+	err = build_all(m, &all);
 	if (err) {
 		pr_err("seccomp: cannot build the filters: %s", strerror(-err));
 		goto out;

@@ -160,22 +160,14 @@ static bool own_thread(const struct vcpu_ctl *c)
 	       pthread_equal(c->thread, pthread_self());
 }
 
-void vcpu_ctl_thread_prepare(struct vcpu *v)
+void vcpu_ctl_thread_start(struct vcpu *v)
 {
 	struct vcpu_ctl *c = v->ctl;
 
 	/* A vCPU ioctl waits while the vCPU is in KVM_RUN: the statistics
 	 * fd is opened now, and read later without the vCPU. */
-	if (v->kvm && c->stats_fd < 0 &&
-	    kvm_check_extension(v->m->kvm, KVM_CAP_BINARY_STATS_FD) > 0)
+	if (v->kvm && kvm_check_extension(v->m->kvm, KVM_CAP_BINARY_STATS_FD) > 0)
 		c->stats_fd = ioctl(kvm_vcpu_fd(v->kvm), KVM_GET_STATS_FD, NULL);
-}
-
-void vcpu_ctl_thread_start(struct vcpu *v)
-{
-	struct vcpu_ctl *c = v->ctl;
-
-	vcpu_ctl_thread_prepare(v);
 	pthread_mutex_lock(&c->lock);
 	c->thread = pthread_self();
 	__atomic_store_n(&c->has_thread, true, __ATOMIC_RELEASE);

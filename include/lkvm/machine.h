@@ -120,9 +120,14 @@ struct machine {
 	int wake_fd;
 	int exit_status;
 	bool stopping;
-	/* The vCPU threads start during set-up and run the guest once this
-	 * is set (machine_run); a futex word. */
+	/* vCPUs 1 and up start their threads during set-up and run the
+	 * guest once this is set (machine_run); a futex word. */
 	int vcpus_go;
+	/* vCPU 0 runs on machine_run()'s caller; set when it has stopped
+	 * (a futex word), for the main loop that ends the run. */
+	int vcpu0_done;
+	void (*run_end)(struct machine *m, int status, void *arg);
+	void *run_end_arg;
 
 	/* Control: vCPU events (kvm/vcpu.c), the control socket
 	 * (kvm/control.c), device counters for `lkvm stat` (kvm/stats.c). */
@@ -210,10 +215,20 @@ void machine_dump_vcpu(struct machine *m, struct vcpu *v, const char *why);
 /* The life cycle, in builtin-run.c's order. */
 int machine_setup_config(struct machine *m);	/* device config blocks */
 /* Optional, before machine_init() and after any fork: opens /dev/kvm and
- * creates the VM in a thread while the caller goes on. */
+ * creates the VM first thing (open_kvm() reports its errors later). */
 void machine_open_kvm_early(struct machine *m);
 int machine_init(struct machine *m);	/* KVM, memory, devices, boot */
-int machine_run(struct machine *m);	/* vCPUs and main loop; status */
+/*
+ * Runs the machine until it stops and returns its status. vCPU 0 runs on
+ * the calling thread, which goes into the guest without waiting for any
+ * other thread; the main loop runs on a thread of its own ("main-loop"),
+ * which, once every vCPU has stopped, calls end (if not NULL) with the
+ * status: the run's teardown belongs there, under the main loop's
+ * seccomp filter rather than vCPU 0's. machine_run() returns after end.
+ */
+int machine_run(struct machine *m,
+		void (*end)(struct machine *m, int status, void *arg),
+		void *arg);
 /* One round of the main loop: waits up to timeout_ms (-1: no limit) and
  * calls the handlers of ready fds. Returns how many were ready or -errno. */
 int machine_poll(struct machine *m, int timeout_ms);

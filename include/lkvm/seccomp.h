@@ -78,14 +78,6 @@ int seccomp_bpf_build(const struct seccomp_rule *const *tables,
 		      struct sock_fprog *out);
 
 /*
- * Builds the filters confine_start() installs, from the options alone,
- * so that a set-up thread can do it off the path to the guest's start;
- * confine_start() builds them itself if this has not run. Not
- * thread-safe against confine_start(): the caller orders the two.
- */
-void seccomp_prepare(struct machine *m);
-
-/*
  * After set-up, before machine_run(): drops to --user (when given), then
  * installs the process-wide filter on every thread (unless
  * --no-seccomp). Prints why and returns -errno on failure.

@@ -83,9 +83,6 @@ bool vcpu_ctl_pending(struct vcpu *v);
 bool vcpu_ctl_service(struct vcpu *v);
 /* After each KVM_RUN: r is kvm_vcpu_run()'s value. */
 void vcpu_ctl_count_exit(struct vcpu *v, int r);
-/* On the vCPU's thread: _prepare when it starts, _start when it is to
- * run the guest (the vCPU is CREATED in between). */
-void vcpu_ctl_thread_prepare(struct vcpu *v);
 void vcpu_ctl_thread_start(struct vcpu *v);
 void vcpu_ctl_thread_end(struct vcpu *v);
 /* Wakes parked vCPUs so they see that the machine stops (main thread). */

@@ -26,7 +26,7 @@ static int run_status = -1;
 static void *flat_guest_runner(void *arg)
 {
 	(void)arg;
-	run_status = machine_run(&m);
+	run_status = machine_run(&m, NULL, NULL);
 	return NULL;
 }
 
