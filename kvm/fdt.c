@@ -19,7 +19,7 @@
 #include "lkvm/util.h"
 
 /* Room for the core's nodes and any device's; retried larger on NOSPACE. */
-#define FDT_INITIAL_SIZE (64 * 1024)
+#define FDT_INITIAL_SIZE (8 * 1024)	/* most machines need 1 to 3 KiB */
 #define FDT_MAX_SIZE (1024 * 1024)
 
 /* machine_init() sets m->ncpus only after the boot loader has run. */
