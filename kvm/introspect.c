@@ -487,6 +487,15 @@ static int vcpu_send_event(struct introspect *in, struct vcpu *v,
 
 	if (!__atomic_load_n(&in->connected, __ATOMIC_ACQUIRE))
 		return KVMI_EVENT_ACTION_CONTINUE;
+	/* An event the tool did not switch on costs no state reads (a
+	 * write to a protected page with PF off: lkvm just does it). The
+	 * look is repeated under the lock below, where it counts. */
+	if (!forced && !(__atomic_load_n(&in->vcpu_events[v->id],
+					 __ATOMIC_RELAXED) &
+			 kvmi_event_bit(event))) {
+		pd->exit_fresh = false;
+		return KVMI_EVENT_ACTION_CONTINUE;
+	}
 	event_arch(in, v, pd->exit_fresh, &arch);
 	pd->exit_fresh = false;
 	pthread_mutex_lock(&in->lock);
@@ -1150,10 +1159,12 @@ static bool do_control_events(struct introspect *in, const struct kvmi_req *r)
 	pthread_mutex_lock(&in->lock);
 	if (!r->has_vcpu)
 		in->unhook = on;	/* the one VM event */
-	else if (on)
-		in->vcpu_events[r->vcpu] |= kvmi_event_bit(id);
+	else if (on)	/* atomic: vcpu_send_event() looks without the lock */
+		__atomic_or_fetch(&in->vcpu_events[r->vcpu],
+				  kvmi_event_bit(id), __ATOMIC_RELAXED);
 	else
-		in->vcpu_events[r->vcpu] &= ~kvmi_event_bit(id);
+		__atomic_and_fetch(&in->vcpu_events[r->vcpu],
+				   ~kvmi_event_bit(id), __ATOMIC_RELAXED);
 	for (unsigned int i = 0; i < in->m->ncpus; i++)
 		any |= in->vcpu_events[i] & bp;
 	pthread_mutex_unlock(&in->lock);
@@ -1343,7 +1354,8 @@ static void cleanup(struct introspect *in)
 	pthread_mutex_lock(&in->lock);
 	__atomic_store_n(&in->connected, false, __ATOMIC_RELEASE);
 	in->unhook = false;
-	memset(in->vcpu_events, 0, m->ncpus * sizeof(in->vcpu_events[0]));
+	for (unsigned int i = 0; i < m->ncpus; i++)
+		__atomic_store_n(&in->vcpu_events[i], 0, __ATOMIC_RELAXED);
 	had_prot = in->nprot || in->slots_split;
 	in->nprot = 0;
 	had_msrs = in->nmsrs;
