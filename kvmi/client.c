@@ -21,6 +21,8 @@
 
 #define HDR_SIZE sizeof(struct kvmi_msg_hdr)
 #define DEFAULT_TIMEOUT_MS 10000
+/* Waits for a message poll this long at most before they sleep. */
+#define DEFAULT_POLL_US 50
 /* Each vCPU has one event in flight at most, plus VM events: a VMM that
  * queues more than this is misbehaving. */
 #define MAX_QUEUED 1024
@@ -29,6 +31,7 @@ struct kvmi_conn {
 	int fd;
 	bool dead;
 	int timeout_ms;
+	struct kvmi_io_poll poll;
 	uint32_t seq;
 	struct kvmi_guest guest;
 	struct kvmi_event *queue;	/* ring of events read early */
@@ -100,6 +103,7 @@ int kvmi_open_fd_cookie(int fd, const void *cookie, size_t cookie_len,
 	}
 	c->fd = fd;
 	c->timeout_ms = DEFAULT_TIMEOUT_MS;
+	kvmi_io_poll_init(&c->poll, DEFAULT_POLL_US);
 	c->seq = 1;
 	err = kvmi_io_handshake_tool(fd, cookie, cookie_len, timeout_ms,
 				     &c->guest);
@@ -200,6 +204,11 @@ void kvmi_set_timeout(struct kvmi_conn *c, int timeout_ms)
 	c->timeout_ms = timeout_ms;
 }
 
+void kvmi_set_poll(struct kvmi_conn *c, unsigned int max_us)
+{
+	kvmi_io_poll_init(&c->poll, max_us);
+}
+
 static int enqueue(struct kvmi_conn *c, const struct kvmi_event *ev)
 {
 	if (c->qlen == c->qcap) {
@@ -250,8 +259,8 @@ static int left_of(int64_t deadline)
 static int read_msg(struct kvmi_conn *c, int timeout_ms, size_t *len,
 		    int *passed_fd)
 {
-	int err = kvmi_io_recv(c->fd, c->in.buf, sizeof(c->in.buf), timeout_ms,
-			       len, passed_fd);
+	int err = kvmi_io_recv_poll(c->fd, c->in.buf, sizeof(c->in.buf),
+				    timeout_ms, &c->poll, len, passed_fd);
 
 	if (err == -ETIMEDOUT)
 		return err;
