@@ -254,13 +254,18 @@ static int left_of(int64_t deadline)
 	return deadline <= now ? 0 : (int)(deadline - now);
 }
 
-/* Reads one message into c->in; any failure ends the connection, except
- * a timeout with nothing read. */
-static int read_msg(struct kvmi_conn *c, int timeout_ms, size_t *len,
-		    int *passed_fd)
+/*
+ * Reads one message into c->in; any failure ends the connection, except
+ * a timeout with nothing read. poll: an event wait, which polls first
+ * (the vCPU sends it from a core of its own); a command's reply is the
+ * VMM's server thread's, which may need this very core: no polling.
+ */
+static int read_msg(struct kvmi_conn *c, int timeout_ms, bool poll,
+		    size_t *len, int *passed_fd)
 {
 	int err = kvmi_io_recv_poll(c->fd, c->in.buf, sizeof(c->in.buf),
-				    timeout_ms, &c->poll, len, passed_fd);
+				    timeout_ms, poll ? &c->poll : NULL, len,
+				    passed_fd);
 
 	if (err == -ETIMEDOUT)
 		return err;
@@ -323,7 +328,7 @@ static int wait_reply(struct kvmi_conn *c, uint16_t id, uint32_t seq,
 		struct kvmi_event ev;
 		int pfd = -1;
 
-		err = read_msg(c, left_of(deadline), &len, &pfd);
+		err = read_msg(c, left_of(deadline), false, &len, &pfd);
 		if (err)
 			return err == -ETIMEDOUT ? fail(c, err) : err;
 		if (kvmi_msg_is_event(c->in.buf, len)) {
@@ -846,7 +851,7 @@ int kvmi_wait_event(struct kvmi_conn *c, struct kvmi_event *ev, int timeout_ms)
 	}
 	if (c->dead)
 		return -ENOTCONN;
-	err = read_msg(c, timeout_ms, &len, NULL);
+	err = read_msg(c, timeout_ms, true, &len, NULL);
 	if (err)
 		return err;
 	/* No command is waiting: anything but an event is out of place. */
