@@ -25,6 +25,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <stdlib.h>
@@ -582,6 +583,8 @@ static void await_reply(struct introspect *in, struct ipend *pd)
 		}
 		if (kvmi_io_now_us() >= until)
 			break;
+		/* The tool may be waiting for this very core. */
+		sched_yield();
 	}
 	poll_end(in, pd, kick);
 }

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
@@ -201,9 +202,13 @@ static int read_exact(int fd, uint8_t *p, size_t len, int64_t first_deadline,
 		ssize_t n;
 		int err;
 
-		/* Within the polling window: look again rather than sleep. */
-		if (wait && spin_until_us > 0 && kvmi_io_now_us() < spin_until_us)
+		/* Within the polling window: look again rather than sleep
+		 * (first letting run whatever waits for this core). */
+		if (wait && spin_until_us > 0 &&
+		    kvmi_io_now_us() < spin_until_us) {
+			sched_yield();
 			wait = false;
+		}
 		if (wait) {
 			*slept = true;
 			err = wait_fd(fd, POLLIN, deadline);
