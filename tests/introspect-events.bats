@@ -234,12 +234,16 @@ reply-wrong-seq closed"
 	wait_round g $(($(last_round g) + 2))
 	run refused g
 	[ "${#lines[@]}" -eq 1 ] || { echo "$output"; return 1; }
-	# The vCPU read those three replies itself (`lkvm stat`: polls
-	# minus the ones the server ended).
+	# The vCPU polled for all three and read replies itself (`lkvm
+	# stat`: polls minus the ones the server ended). Not necessarily
+	# all: the server, still reading the tool's commands that protect
+	# the page, may take a first reply before the vCPU looks; the
+	# second write comes 100 ms later, to a vCPU alone at the socket.
 	run "$LKVM" stat g --all
 	polls=$(awk '$1 == "dev.kvmi-polled.requests" { print $2 }' <<<"$output")
 	missed=$(awk '$1 == "dev.kvmi-polled.errors" { print $2 }' <<<"$output")
-	[ "$((polls - missed))" -ge 3 ] || { echo "$output"; return 1; }
+	[ "$polls" -ge 3 ] && [ "$((polls - missed))" -ge 1 ] ||
+		{ echo "$output"; return 1; }
 }
 
 @test "poll=0: no polling, the server reads every reply" {
