@@ -595,7 +595,7 @@ static void event_published(struct vcpu_event *ev)
 	struct ipend *pd = (struct ipend *)ev->data;
 	struct introspect *in = pd->in;
 	struct iovec iov = { pd->msg, pd->len };
-	bool ok;
+	bool ok, first;
 
 	pd->poll_hit = false;
 	pd->sent_us = kvmi_io_now_us();
@@ -608,15 +608,22 @@ static void event_published(struct vcpu_event *ev)
 	}
 	/* Polling for the reply: the reply must not wake the server. */
 	pd->polling = ok && pd->poll.cur_us;
-	if (pd->polling &&
-	    __atomic_fetch_add(&in->pollers, 1, __ATOMIC_RELAXED) == 0)
-		arm_conn(in, false);
+	first = pd->polling &&
+		__atomic_fetch_add(&in->pollers, 1, __ATOMIC_RELAXED) == 0;
 	pthread_mutex_unlock(&in->lock);
 	if (ok) {
 		ok = kvmi_io_send(in->conn_fd, &iov, 1, -1) == 0;
 		dev_count(&in->ev_sent, ok ? pd->len : 0, !ok);
 	}
 	pthread_mutex_unlock(&in->send_lock);
+	/* Disarmed once the event is out, while the tool works on it (a
+	 * reply quicker than that wakes the server, which is harmless). */
+	if (ok && first) {
+		pthread_mutex_lock(&in->lock);
+		if (in->connected && in->gen == pd->gen)
+			arm_conn(in, false);
+		pthread_mutex_unlock(&in->lock);
+	}
 	if (ok && pd->polling)
 		await_reply(in, pd);
 	else if (pd->polling)
