@@ -533,9 +533,9 @@ static int take_own_reply(struct introspect *in, struct ipend *pd, bool *kick)
 		}
 		n = kvmi_io_rbuf_peek(rb, sizeof(in->buf));
 	}
+	*kick = true;		/* rbuf holds something */
 	if (!n)
 		return 0;		/* the rest of it is on its way */
-	*kick = true;
 	if (n < 0 || (size_t)n > sizeof(msg.b))
 		return -1;
 	memcpy(msg.b, rb->data + rb->start, (size_t)n);
@@ -1634,10 +1634,9 @@ static void serve(struct introspect *in)
 			return;
 		/* One tool at a time: a second one is turned away, once the
 		 * first is seen alive (one that is closing is handled first,
-		 * so that a tool reconnecting at once is served next; while
-		 * a vCPU polls, the first's state shows once it is done). */
-		if (newcomer && !readable &&
-		    !__atomic_load_n(&in->pollers, __ATOMIC_RELAXED)) {
+		 * so that a tool reconnecting at once is served next; a
+		 * hang-up shows even while a polling vCPU has the socket). */
+		if (newcomer && !readable) {
 			int c = accept4(in->listen_fd, NULL, NULL, SOCK_CLOEXEC);
 
 			if (c >= 0)
