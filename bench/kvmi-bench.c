@@ -320,6 +320,10 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	kvmi_set_timeout(c, 10000);
+	/* The library's polling window (docs/kvmi.md, "Polling"), when
+	 * the bench is asked to compare: KVMI_BENCH_POLL_US. */
+	if (getenv("KVMI_BENCH_POLL_US"))
+		kvmi_set_poll(c, (unsigned int)atoi(getenv("KVMI_BENCH_POLL_US")));
 	if (!strcmp(argv[1], "rtt") && argc == 6)
 		ret = rtt(c, strtoull(argv[4], NULL, 0), atoi(argv[5]));
 	else if (!strcmp(argv[1], "protect") && argc == 6)

@@ -6,6 +6,11 @@
 #    event CONTINUE; from one event to the next = exit, event, reply,
 #    the write done, the guest on to its next write. Wall time, and
 #    lkvm's own CPU time per event (all its threads, guest time included);
+#    The vCPU and the tool poll for each other's message (bounded,
+#    adaptive: docs/kvmi.md, "Polling"; lkvm's and the library's
+#    defaults), and the same round trip with polling off on both sides
+#    (--introspect poll=0, kvmi_set_poll(0)) in a second guest, with the
+#    share of replies the vCPU read itself (`lkvm stat`);
 #  - the floor: a write exiting as plain MMIO in a raw real-mode KVM
 #    guest (no VMM at all, bench/kvmi-bench.c floor), wall and CPU time;
 #  - the same guest write as the round trip's, exiting to lkvm from the
@@ -31,21 +36,34 @@ name=kvmi-bench-$$
 B=build/bench/kvmi-bench
 trap './lkvm stop --wait "$name" >/dev/null 2>&1 || true; rm -rf "$tmp"' EXIT
 
-./lkvm run --detach --name "$name" --console-log "$tmp/log" \
-	-p tests=introspect-bench --introspect listen >/dev/null
-for ((i = 0; i < 300; i++)); do
-	grep -q '^# introspect-bench page' "$tmp/log" 2>/dev/null && break
-	sleep 0.1
-done
-gpa=$(grep -oE '^# introspect-bench page 0x[0-9a-f]+' "$tmp/log" | cut -d' ' -f4)
-[ -n "$gpa" ] || { echo "kvmi.sh: the guest did not start" >&2; exit 1; }
-sock=$LKVM_HOME/$name.kvmi
-cookie=$LKVM_HOME/$name.kvmi-cookie
-pid=$(./lkvm list | awk -v n="$name" '$1 == n { print $2 }')
+# start [SETTINGS]: the bench guest (--introspect listen,SETTINGS); sets
+# gpa, sock, cookie, pid.
+start() {
+	rm -f "$tmp/log"
+	./lkvm run --detach --name "$name" --console-log "$tmp/log" \
+		-p tests=introspect-bench --introspect "listen${1:+,$1}" >/dev/null
+	for ((i = 0; i < 300; i++)); do
+		grep -q '^# introspect-bench page' "$tmp/log" 2>/dev/null && break
+		sleep 0.1
+	done
+	gpa=$(grep -oE '^# introspect-bench page 0x[0-9a-f]+' "$tmp/log" | cut -d' ' -f4)
+	[ -n "$gpa" ] || { echo "kvmi.sh: the guest did not start" >&2; exit 1; }
+	sock=$LKVM_HOME/$name.kvmi
+	cookie=$LKVM_HOME/$name.kvmi-cookie
+	pid=$(./lkvm list | awk -v n="$name" '$1 == n { print $2 }')
+}
+# stat KEY: one of `lkvm stat --all`'s values
+stat() { ./lkvm stat "$name" --all | awk -v k="$1" '$1 == k { print $2 }'; }
+
+start
 
 for ((r = 0; r < RUNS; r++)); do
 	"$B" floor 3000
+	p0=$(stat dev.kvmi-polled.requests) m0=$(stat dev.kvmi-polled.errors)
 	VMM_PID=$pid "$B" rtt "$sock" "$cookie" "$gpa" "$EVENTS"
+	p1=$(stat dev.kvmi-polled.requests) m1=$(stat dev.kvmi-polled.errors)
+	awk -v p=$((p1 - p0)) -v m=$((m1 - m0)) \
+		'BEGIN { if (p) printf "polled %.1f\n", 100 * (p - m) / p }'
 	# The same write exiting to lkvm with no event: writes counted by
 	# `lkvm stat` (the kvmi-ram region) during a protected window.
 	w0=$(./lkvm stat "$name" | awk '$1 == "kvmi-ram" { print $3 }')
@@ -56,6 +74,13 @@ for ((r = 0; r < RUNS; r++)); do
 	VMM_PID=$pid "$B" read "$sock" "$cookie" 0x100000 32
 	"$B" mapped "$sock" "$cookie" 512
 done >"$tmp/out"
+# The same round trip with polling off on both sides.
+./lkvm stop --wait "$name" >/dev/null
+start poll=0
+for ((r = 0; r < RUNS; r++)); do
+	VMM_PID=$pid KVMI_BENCH_POLL_US=0 "$B" rtt "$sock" "$cookie" "$gpa" \
+		"$EVENTS" | sed 's/^rtt/nopoll-rtt/'
+done >>"$tmp/out"
 
 median() { # NAME: the median of NAME's values
 	awk -v n="$1" '$1 == n { print $2 }' "$tmp/out" | sort -n | awk \
@@ -69,6 +94,9 @@ rtt=$(median rtt) rtt_cpu=$(median rtt-vmm-cpu)
 printf 'KVMI, medians of %d runs (%d events each)\n' "$RUNS" "$EVENTS"
 printf '  %-44s %8s us  (CPU %s us)\n' "raw MMIO exit (floor)" "$floor" "$floor_cpu"
 printf '  %-44s %8s us  (lkvm CPU %s us)\n' "event round trip (write, PF, CONTINUE)" "$rtt" "$rtt_cpu"
+printf '  %-44s %8s %%\n' "  replies the polling vCPU read itself" "$(median polled)"
+printf '  %-44s %8s us  (lkvm CPU %s us)\n' "  the same, polling off (poll=0, both sides)" \
+	"$(median nopoll-rtt)" "$(median nopoll-rtt-vmm-cpu)"
 noev=$(median noevent) noev_cpu=$(median noevent-cpu)
 printf '  %-44s %8s us  (lkvm CPU %s us)\n' "the same write, exit to lkvm, no event" "$noev" "$noev_cpu"
 printf '  %-44s %8s x   (CPU %s x; target 2)\n' "round trip / floor" \

@@ -25,6 +25,9 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -41,6 +44,7 @@
 #include "lkvm/machine.h"
 #include "lkvm/options.h"
 #include "lkvm/seccomp.h"
+#include "lkvm/stats.h"
 #include "lkvm/registry.h"
 #include "lkvm/util.h"
 #include "lkvm/vcpu.h"
@@ -57,6 +61,10 @@
 #define MAX_PIECES (2 * MAX_PROTECTED + MACHINE_MAX_REGIONS)
 /* The handshake's per-message timeout. */
 #define HANDSHAKE_MS 5000
+/* How long a vCPU polls for its event's reply before it sleeps (poll=). */
+#define EVENT_POLL_US 50
+/* The largest message a polling vCPU takes for its own: an event reply. */
+#define OWN_REPLY_MAX 128
 /* How often the idle server looks whether the machine stops. */
 #define POLL_MS 200
 #define MSG_MAX (sizeof(struct kvmi_msg_hdr) + KVMI_MAX_MSG_SIZE)
@@ -81,6 +89,10 @@ struct ipend {
 	uint64_t pf_gpa;		/* a PF event's page */
 	bool retry_lands;		/* its RETRY found the page released */
 	bool exit_fresh;		/* the next event is its exit's first */
+	struct kvmi_io_poll poll;	/* this vCPU's reply polling */
+	int64_t sent_us;		/* when its event went out */
+	bool polling;			/* counted in in->pollers */
+	bool poll_hit;			/* the reply came while it polled */
 	bool pause_queued;		/* a PAUSE event is on its way */
 	struct kvmi_vcpu_event_trap trap;	/* a TRAP event's data */
 	uint8_t msg[sizeof(struct kvmi_msg_hdr) +
@@ -106,16 +118,33 @@ struct introspect {
 	int listen_fd;
 	int conn_fd;
 	int stop_pipe[2];
+	/*
+	 * The server sleeps in epfd: the connection, the stop pipe, the
+	 * listening socket, and kick_fd, which a vCPU writes when it leaves
+	 * messages in rbuf for the server. While any vCPU polls for its
+	 * event's reply (pollers, under lock) the connection is disarmed in
+	 * epfd, so that the reply wakes nobody but that vCPU.
+	 */
+	int epfd, kick_fd;
+	unsigned int pollers;
+	unsigned int poll_us;		/* --introspect poll=US */
+	/* `lkvm stat`: dev.kvmi-events (events sent, their bytes, sends
+	 * that failed); dev.kvmi-polled (events a vCPU polled for, the
+	 * bytes of the replies it read itself, polls the server ended). */
+	struct dev_counters ev_sent, ev_polled;
 	pthread_t thread;
 	bool thread_started;
 	struct kvmi_guest info;
 	struct kvmi_proto proto;
 	/*
-	 * send_lock: one message at a time on conn_fd, and conn_fd stays
-	 * open while it is held. lock (taken after send_lock, never before):
-	 * the connection's state, the pending events, what the tool set.
+	 * read_lock: reading conn_fd, and rbuf; conn_fd stays open while
+	 * it is held (the server reads, and a vCPU polling for its reply).
+	 * send_lock (taken after read_lock, never before): one message at a
+	 * time on conn_fd, and conn_fd stays open while it is held. lock
+	 * (taken after send_lock, never before): the connection's state, the
+	 * pending events, what the tool set.
 	 */
-	pthread_mutex_t send_lock, lock;
+	pthread_mutex_t read_lock, send_lock, lock;
 	pthread_cond_t cond;		/* a PAUSE event went out */
 	bool connected;
 	unsigned int gen;		/* counts connections */
@@ -157,7 +186,7 @@ static const struct device_ops introspect_ops;
 static const struct option introspect_options[] = {
 	{ .name = "introspect", .type = OPT_STRING,
 	  .offset = offsetof(struct introspect_cfg, spec),
-	  .argname = "listen[=PATH]|connect=PATH[,cookie=FILE][,timeout=MS]",
+	  .argname = "listen[=PATH]|connect=PATH[,cookie=FILE][,timeout=MS][,poll=US]",
 	  .help = "serve KVMI to one introspection tool (docs/kvmi.md)" },
 	OPTION_END,
 };
@@ -258,8 +287,18 @@ static int parse_spec(struct introspect *in, const char *spec)
 				goto out;
 			}
 			in->timeout_ms = (int)ms;
+		} else if (!strncmp(tok, "poll=", 5)) {
+			uint64_t us;
+
+			if (!parse_uint(tok + 5, 0, KVMI_IO_POLL_MAX_US, &us)) {
+				pr_err("--introspect: poll=%s: microseconds, 0 to %d",
+				       tok + 5, KVMI_IO_POLL_MAX_US);
+				err = -EINVAL;
+				goto out;
+			}
+			in->poll_us = (unsigned int)us;
 		} else {
-			pr_err("--introspect: unknown setting '%s' (listen=PATH or connect=PATH, cookie=FILE, timeout=MS)",
+			pr_err("--introspect: unknown setting '%s' (listen=PATH or connect=PATH, cookie=FILE, timeout=MS, poll=US)",
 			       tok);
 			err = -EINVAL;
 			goto out;
@@ -437,14 +476,129 @@ static void event_arch(struct introspect *in, struct vcpu *v, bool fresh,
 			out[i] = e[i].data;
 }
 
+static bool event_reply(struct introspect *in, const struct kvmi_req *r);
+
+/* Arms (or disarms) the connection in the server's epoll. Under lock,
+ * connected. */
+static void arm_conn(struct introspect *in, bool on)
+{
+	struct epoll_event e = { .events = on ? EPOLLIN : 0, .data.u32 = 0 };
+
+	epoll_ctl(in->epfd, EPOLL_CTL_MOD, in->conn_fd, &e);
+}
+
+/* The polling vCPU stops polling; the server reads again. */
+static void poll_end(struct introspect *in, struct ipend *pd, bool kick)
+{
+	static const uint64_t one = 1;
+
+	pthread_mutex_lock(&in->lock);
+	if (pd->polling && in->connected && in->gen == pd->gen &&
+	    !__atomic_sub_fetch(&in->pollers, 1, __ATOMIC_RELAXED))
+		arm_conn(in, true);
+	pd->polling = false;
+	pthread_mutex_unlock(&in->lock);
+	dev_count(&in->ev_polled, 0, !pd->poll_hit);
+	if (kick)
+		(void)!write(in->kick_fd, &one, sizeof(one));
+}
+
+/*
+ * Under read_lock: takes the vCPU's own event reply when it is the next
+ * message from the tool. 1: taken (and answered); 0: not there yet;
+ * -1: something else is next, or the connection ended: the server's.
+ * *kick: messages are left in rbuf for the server.
+ */
+static int take_own_reply(struct introspect *in, struct ipend *pd, bool *kick)
+{
+	union {
+		uint64_t align;
+		uint8_t b[OWN_REPLY_MAX];
+	} msg;
+	struct kvmi_io_rbuf *rb = &in->rbuf;
+	struct kvmi_req r;
+	ssize_t n;
+	bool ours;
+
+	if (in->conn_fd < 0 || in->gen != pd->gen)
+		return -1;
+	n = kvmi_io_rbuf_peek(rb, sizeof(in->buf));
+	if (!n) {
+		n = kvmi_io_rbuf_fill(in->conn_fd, rb);
+		if (n == -EAGAIN)
+			return 0;
+		if (n <= 0) {		/* closed or failed: the server sees it */
+			*kick = rb->end > rb->start;
+			return -1;
+		}
+		n = kvmi_io_rbuf_peek(rb, sizeof(in->buf));
+	}
+	*kick = true;		/* rbuf holds something */
+	if (!n)
+		return 0;		/* the rest of it is on its way */
+	if (n < 0 || (size_t)n > sizeof(msg.b))
+		return -1;
+	memcpy(msg.b, rb->data + rb->start, (size_t)n);
+	if (kvmi_parse(&in->proto, msg.b, (size_t)n, &r) < 0)
+		return -1;
+	/* Only a reply that answers this event: anything else, a bad reply
+	 * included, is the server's to act on, in order. */
+	pthread_mutex_lock(&in->lock);
+	ours = !kvmi_event_reply_check(&pd->p, &r);
+	pthread_mutex_unlock(&in->lock);
+	if (!ours)
+		return -1;
+	rb->start += (size_t)n;
+	*kick = rb->end > rb->start;
+	__atomic_fetch_add(&in->ev_polled.bytes, (uint64_t)n, __ATOMIC_RELAXED);
+	if (!event_reply(in, &r))
+		drop_tool(in, "it sent a bad event reply");
+	return 1;
+}
+
+/*
+ * On the vCPU's thread, its event sent: polls for the reply for up to
+ * the vCPU's window, reading it straight from the socket (no wake-up of
+ * the server, then of this thread). Commands and other replies that come
+ * first stay in order for the server, which gets them at once.
+ */
+static void await_reply(struct introspect *in, struct ipend *pd)
+{
+	int64_t until = pd->sent_us + pd->poll.cur_us;
+	bool kick = false;
+
+	for (;;) {
+		if (__atomic_load_n(&pd->answered, __ATOMIC_ACQUIRE) ||
+		    !__atomic_load_n(&in->connected, __ATOMIC_ACQUIRE) ||
+		    machine_stopping(in->m))
+			break;
+		if (!pthread_mutex_trylock(&in->read_lock)) {
+			int got = take_own_reply(in, pd, &kick);
+
+			pthread_mutex_unlock(&in->read_lock);
+			if (got) {
+				pd->poll_hit = got > 0;
+				break;
+			}
+		}
+		if (kvmi_io_now_us() >= until)
+			break;
+		/* The tool may be waiting for this very core. */
+		sched_yield();
+	}
+	poll_end(in, pd, kick);
+}
+
 /* On the vCPU's thread once it waits in its event: the event goes out. */
 static void event_published(struct vcpu_event *ev)
 {
 	struct ipend *pd = (struct ipend *)ev->data;
 	struct introspect *in = pd->in;
 	struct iovec iov = { pd->msg, pd->len };
-	bool ok;
+	bool ok, first;
 
+	pd->poll_hit = false;
+	pd->sent_us = kvmi_io_now_us();
 	pthread_mutex_lock(&in->send_lock);
 	pthread_mutex_lock(&in->lock);
 	ok = in->connected && in->gen == pd->gen && pd->p.active;
@@ -452,10 +606,28 @@ static void event_published(struct vcpu_event *ev)
 		pd->pause_queued = false;
 		pthread_cond_broadcast(&in->cond);
 	}
+	/* Polling for the reply: the reply must not wake the server. */
+	pd->polling = ok && pd->poll.cur_us;
+	first = pd->polling &&
+		__atomic_fetch_add(&in->pollers, 1, __ATOMIC_RELAXED) == 0;
 	pthread_mutex_unlock(&in->lock);
-	if (ok)
+	if (ok) {
 		ok = kvmi_io_send(in->conn_fd, &iov, 1, -1) == 0;
+		dev_count(&in->ev_sent, ok ? pd->len : 0, !ok);
+	}
 	pthread_mutex_unlock(&in->send_lock);
+	/* Disarmed once the event is out, while the tool works on it (a
+	 * reply quicker than that wakes the server, which is harmless). */
+	if (ok && first) {
+		pthread_mutex_lock(&in->lock);
+		if (in->connected && in->gen == pd->gen)
+			arm_conn(in, false);
+		pthread_mutex_unlock(&in->lock);
+	}
+	if (ok && pd->polling)
+		await_reply(in, pd);
+	else if (pd->polling)
+		poll_end(in, pd, false);
 	if (!ok) {
 		/* The tool went meanwhile, or cannot be written to: no more
 		 * events for it (the server cleans up when it sees it). */
@@ -487,6 +659,15 @@ static int vcpu_send_event(struct introspect *in, struct vcpu *v,
 
 	if (!__atomic_load_n(&in->connected, __ATOMIC_ACQUIRE))
 		return KVMI_EVENT_ACTION_CONTINUE;
+	/* An event the tool did not switch on costs no state reads (a
+	 * write to a protected page with PF off: lkvm just does it). The
+	 * look is repeated under the lock below, where it counts. */
+	if (!forced && !(__atomic_load_n(&in->vcpu_events[v->id],
+					 __ATOMIC_RELAXED) &
+			 kvmi_event_bit(event))) {
+		pd->exit_fresh = false;
+		return KVMI_EVENT_ACTION_CONTINUE;
+	}
 	event_arch(in, v, pd->exit_fresh, &arch);
 	pd->exit_fresh = false;
 	pthread_mutex_lock(&in->lock);
@@ -505,13 +686,16 @@ static int vcpu_send_event(struct introspect *in, struct vcpu *v,
 	}
 	pd->len = (size_t)n;
 	pd->gen = in->gen;
-	pd->answered = false;
+	__atomic_store_n(&pd->answered, false, __ATOMIC_RELAXED);
 	pd->ev.kind = event;
 	pd->ev.data = pd;
 	pd->ev.published = event_published;
 	pthread_mutex_unlock(&in->lock);
 
 	r = vcpu_event_wait(v, &pd->ev, timeout_ms);
+	/* The polling window follows how fast this tool answers. */
+	kvmi_io_poll_update(&pd->poll, kvmi_io_now_us() - pd->sent_us,
+			    pd->poll_hit);
 
 	pthread_mutex_lock(&in->lock);
 	pd->p.active = false;
@@ -1150,10 +1334,12 @@ static bool do_control_events(struct introspect *in, const struct kvmi_req *r)
 	pthread_mutex_lock(&in->lock);
 	if (!r->has_vcpu)
 		in->unhook = on;	/* the one VM event */
-	else if (on)
-		in->vcpu_events[r->vcpu] |= kvmi_event_bit(id);
+	else if (on)	/* atomic: vcpu_send_event() looks without the lock */
+		__atomic_or_fetch(&in->vcpu_events[r->vcpu],
+				  kvmi_event_bit(id), __ATOMIC_RELAXED);
 	else
-		in->vcpu_events[r->vcpu] &= ~kvmi_event_bit(id);
+		__atomic_and_fetch(&in->vcpu_events[r->vcpu],
+				   ~kvmi_event_bit(id), __ATOMIC_RELAXED);
 	for (unsigned int i = 0; i < in->m->ncpus; i++)
 		any |= in->vcpu_events[i] & bp;
 	pthread_mutex_unlock(&in->lock);
@@ -1343,7 +1529,8 @@ static void cleanup(struct introspect *in)
 	pthread_mutex_lock(&in->lock);
 	__atomic_store_n(&in->connected, false, __ATOMIC_RELEASE);
 	in->unhook = false;
-	memset(in->vcpu_events, 0, m->ncpus * sizeof(in->vcpu_events[0]));
+	for (unsigned int i = 0; i < m->ncpus; i++)
+		__atomic_store_n(&in->vcpu_events[i], 0, __ATOMIC_RELAXED);
 	had_prot = in->nprot || in->slots_split;
 	in->nprot = 0;
 	had_msrs = in->nmsrs;
@@ -1373,7 +1560,7 @@ static bool event_reply(struct introspect *in, const struct kvmi_req *r)
 	if (!err) {
 		if (r->args_len == sizeof(pd->new_val))
 			memcpy(&pd->new_val, r->args, sizeof(pd->new_val));
-		pd->answered = true;
+		__atomic_store_n(&pd->answered, true, __ATOMIC_RELEASE);
 		pd->p.active = false;
 		/* Whether the page is still protected as the tool replies,
 		 * not once the tool has gone (and the page with it). */
@@ -1390,27 +1577,37 @@ static bool stop_requested(struct introspect *in, short revents)
 	return (revents & POLLIN) || machine_stopping(in->m);
 }
 
+/* The server's epoll, what each entry is. */
+enum { EP_CONN, EP_STOP, EP_LISTEN, EP_KICK };
+
+/* The next message from the tool, if one comes within timeout_ms. */
+static int read_next(struct introspect *in, int timeout_ms, size_t *len)
+{
+	int err;
+
+	pthread_mutex_lock(&in->read_lock);
+	err = kvmi_io_recv_buffered(in->conn_fd, &in->rbuf, in->buf,
+				    sizeof(in->buf), timeout_ms, len);
+	pthread_mutex_unlock(&in->read_lock);
+	return err;
+}
+
 static void serve(struct introspect *in)
 {
-	struct pollfd pfd[3] = {
-		{ .fd = in->conn_fd, .events = POLLIN },
-		{ .fd = in->stop_pipe[0], .events = POLLIN },
-		{ .fd = in->listen_fd, .events = POLLIN },
-	};
-	unsigned int npfd = in->listen_fd >= 0 ? 3 : 2;
 	bool more = false;	/* the last read found a message: try again */
 
 	for (;;) {
+		struct epoll_event evs[4];
+		bool readable = false, stop = false, newcomer = false;
 		struct kvmi_req r;
+		uint64_t kicks;
 		size_t len;
 		int n, err;
 
 		/* A tool that sends several commands at once gets them read
 		 * back to back, without a poll() each. */
 		if (more && !machine_stopping(in->m)) {
-			err = kvmi_io_recv_buffered(in->conn_fd, &in->rbuf,
-						    in->buf, sizeof(in->buf),
-						    0, &len);
+			err = read_next(in, 0, &len);
 			more = !err;
 			if (!err)
 				goto got;
@@ -1420,27 +1617,36 @@ static void serve(struct introspect *in)
 		/* Nothing more to read now: the replies go out. */
 		if (!flush_replies(in))
 			return;
-		n = poll(pfd, npfd, POLL_MS);
+		n = epoll_wait(in->epfd, evs, 4, POLL_MS);
 		if (n < 0 && errno != EINTR)
 			return;
-		if (stop_requested(in, n > 0 ? pfd[1].revents : 0))
+		for (int i = 0; i < n; i++) {
+			readable |= evs[i].data.u32 == EP_CONN;
+			stop |= evs[i].data.u32 == EP_STOP;
+			newcomer |= evs[i].data.u32 == EP_LISTEN;
+			/* A polling vCPU left messages in rbuf. */
+			if (evs[i].data.u32 == EP_KICK) {
+				(void)!read(in->kick_fd, &kicks, sizeof(kicks));
+				more = true;
+			}
+		}
+		if (stop_requested(in, stop ? POLLIN : 0))
 			return;
 		/* One tool at a time: a second one is turned away, once the
 		 * first is seen alive (one that is closing is handled first,
-		 * so that a tool reconnecting at once is served next). */
-		if (npfd == 3 && (pfd[2].revents & POLLIN) && !pfd[0].revents) {
+		 * so that a tool reconnecting at once is served next; a
+		 * hang-up shows even while a polling vCPU has the socket). */
+		if (newcomer && !readable) {
 			int c = accept4(in->listen_fd, NULL, NULL, SOCK_CLOEXEC);
 
 			if (c >= 0)
 				close(c);
 		}
-		if (n <= 0 || !pfd[0].revents)
+		if (more || !readable)
 			continue;
-		/* Readable: the first byte is there (a timeout of 0 would
-		 * expire before the socket is looked at). */
-		err = kvmi_io_recv_buffered(in->conn_fd, &in->rbuf, in->buf,
-					    sizeof(in->buf),
-					    KVMI_IO_MSG_TIMEOUT_MS, &len);
+		/* Readable, but a polling vCPU may have taken it since: one
+		 * look (the rest of a message begun is waited for). */
+		err = read_next(in, 0, &len);
 		if (err == -ETIMEDOUT || err == -EINTR)
 			continue;
 		if (err)
@@ -1463,6 +1669,7 @@ got:
 /* A connected socket: the handshake, then the commands until it ends. */
 static void session(struct introspect *in, int fd)
 {
+	struct epoll_event ep = { .events = EPOLLIN };
 	int err;
 
 	err = kvmi_io_handshake_vmm(fd, in->cookie, in->cookie_len, &in->info,
@@ -1474,22 +1681,34 @@ static void session(struct introspect *in, int fd)
 		close(fd);
 		return;
 	}
+	ep.data.u32 = EP_CONN;
+	if (epoll_ctl(in->epfd, EPOLL_CTL_ADD, fd, &ep) < 0) {
+		pr_warn("introspection: %s", strerror(errno));
+		close(fd);
+		return;
+	}
+	pthread_mutex_lock(&in->read_lock);
 	pthread_mutex_lock(&in->send_lock);
 	pthread_mutex_lock(&in->lock);
 	in->rbuf.start = in->rbuf.end = 0;
 	in->conn_fd = fd;
 	in->gen++;
+	__atomic_store_n(&in->pollers, 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&in->connected, true, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&in->lock);
 	pthread_mutex_unlock(&in->send_lock);
+	pthread_mutex_unlock(&in->read_lock);
 	in->outq_len = 0;
 	serve(in);
 	flush_replies(in);	/* what was answered before it ended */
 	cleanup(in);
+	pthread_mutex_lock(&in->read_lock);
 	pthread_mutex_lock(&in->send_lock);
+	epoll_ctl(in->epfd, EPOLL_CTL_DEL, fd, NULL);
 	in->conn_fd = -1;
 	close(fd);
 	pthread_mutex_unlock(&in->send_lock);
+	pthread_mutex_unlock(&in->read_lock);
 }
 
 static int connect_tool(const char *path)
@@ -1741,6 +1960,10 @@ static void free_in(struct introspect *in)
 		close(in->stop_pipe[0]);
 		close(in->stop_pipe[1]);
 	}
+	if (in->epfd >= 0)
+		close(in->epfd);
+	if (in->kick_fd >= 0)
+		close(in->kick_fd);
 	memset(in->cookie, 0, sizeof(in->cookie));
 	free(in->pend);
 	free(in->vcpu_events);
@@ -1753,6 +1976,29 @@ static void free_in(struct introspect *in)
 		unlink(in->cookie_path);
 	free(in->cookie_path);
 	free(in);
+}
+
+/* The server's epoll and kick_fd; the connection joins per session. */
+static int server_epoll(struct introspect *in)
+{
+	in->epfd = epoll_create1(EPOLL_CLOEXEC);
+	in->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (in->epfd < 0 || in->kick_fd < 0)
+		return -errno;
+	const struct { int fd; unsigned int tag; } w[] = {
+		{ in->stop_pipe[0], EP_STOP },
+		{ in->listen_fd, EP_LISTEN },
+		{ in->kick_fd, EP_KICK },
+	};
+
+	for (unsigned int i = 0; i < ARRAY_SIZE(w); i++) {
+		struct epoll_event e = { .events = EPOLLIN, .data.u32 = w[i].tag };
+
+		if (w[i].fd >= 0 &&
+		    epoll_ctl(in->epfd, EPOLL_CTL_ADD, w[i].fd, &e) < 0)
+			return -errno;
+	}
+	return 0;
 }
 
 /* The settings and the cookie, before anything is set up. */
@@ -1771,6 +2017,8 @@ static int introspect_check(struct machine *m, void *opaque)
 	in->timeout_ms = EVENT_TIMEOUT_MS;
 	in->listen_fd = in->conn_fd = in->ram_fd = in->ram_ro_fd = -1;
 	in->stop_pipe[0] = in->stop_pipe[1] = -1;
+	in->epfd = in->kick_fd = -1;
+	in->poll_us = EVENT_POLL_US;
 	err = parse_spec(in, cfg->spec);
 	if (err) {
 		free_in(in);
@@ -1798,8 +2046,11 @@ static int introspect_init(struct machine *m)
 		pr_err("introspection: %s", strerror(-err));
 		goto fail;
 	}
-	for (unsigned int i = 0; i < m->ncpus; i++)
+	for (unsigned int i = 0; i < m->ncpus; i++) {
 		in->pend[i].in = in;
+		kvmi_io_poll_init(&in->pend[i].poll, in->poll_us);
+	}
+	pthread_mutex_init(&in->read_lock, NULL);
 	pthread_mutex_init(&in->send_lock, NULL);
 	pthread_mutex_init(&in->lock, NULL);
 	pthread_cond_init(&in->cond, NULL);
@@ -1859,6 +2110,15 @@ static int introspect_init(struct machine *m)
 			       strerror(-err));
 			goto fail;
 		}
+	}
+	err = server_epoll(in);
+	if (!err)
+		err = machine_add_counters(m, "kvmi-events", &in->ev_sent);
+	if (!err)
+		err = machine_add_counters(m, "kvmi-polled", &in->ev_polled);
+	if (err) {
+		pr_err("introspection: %s", strerror(-err));
+		goto fail;
 	}
 	err = pthread_create(&in->thread, NULL, server_thread, in);
 	if (err) {

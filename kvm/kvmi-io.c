@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
@@ -26,6 +27,36 @@ static int64_t now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t kvmi_io_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+void kvmi_io_poll_init(struct kvmi_io_poll *p, unsigned int max_us)
+{
+	p->max_us = max_us > KVMI_IO_POLL_MAX_US ? KVMI_IO_POLL_MAX_US : max_us;
+	p->cur_us = p->max_us;
+}
+
+void kvmi_io_poll_update(struct kvmi_io_poll *p, int64_t waited_us, bool hit)
+{
+	if (hit || !p->max_us)
+		return;
+	if (waited_us <= (int64_t)p->max_us) {
+		/* A window this long would have caught it: grow. */
+		unsigned int next = p->cur_us ? p->cur_us * 2 :
+						KVMI_IO_POLL_START_US;
+
+		p->cur_us = next > p->max_us ? p->max_us : next;
+	} else {
+		/* The peer is slow: polling only burns the CPU. */
+		p->cur_us /= 2;
+	}
 }
 
 /* Waits for events on fd until deadline (-1: none): 0, -ETIMEDOUT. */
@@ -147,7 +178,8 @@ static void take_fds(struct msghdr *mh, int *passed_fd)
  * to tell a clean end between messages from one inside a message.
  */
 static int read_exact(int fd, uint8_t *p, size_t len, int64_t first_deadline,
-		      size_t *got, int *passed_fd)
+		      int64_t spin_until_us, bool *slept, size_t *got,
+		      int *passed_fd)
 {
 	union {
 		struct cmsghdr h;
@@ -170,7 +202,15 @@ static int read_exact(int fd, uint8_t *p, size_t len, int64_t first_deadline,
 		ssize_t n;
 		int err;
 
+		/* Within the polling window: look again rather than sleep
+		 * (first letting run whatever waits for this core). */
+		if (wait && spin_until_us > 0 &&
+		    kvmi_io_now_us() < spin_until_us) {
+			sched_yield();
+			wait = false;
+		}
 		if (wait) {
+			*slept = true;
 			err = wait_fd(fd, POLLIN, deadline);
 			if (err)
 				return err == -ETIMEDOUT && *got ? -EPROTO : err;
@@ -182,6 +222,8 @@ static int read_exact(int fd, uint8_t *p, size_t len, int64_t first_deadline,
 			    errno == EWOULDBLOCK) {
 				/* A deadline already past: one look, no wait. */
 				if (errno != EINTR && deadline >= 0 &&
+				    (spin_until_us <= 0 ||
+				     kvmi_io_now_us() >= spin_until_us) &&
 				    deadline <= now_ms())
 					return *got ? -EPROTO : -ETIMEDOUT;
 				continue;
@@ -205,18 +247,40 @@ static int read_exact(int fd, uint8_t *p, size_t len, int64_t first_deadline,
 int kvmi_io_recv(int fd, void *buf, size_t cap, int timeout_ms, size_t *len,
 		 int *passed_fd)
 {
+	return kvmi_io_recv_poll(fd, buf, cap, timeout_ms, NULL, len,
+				 passed_fd);
+}
+
+int kvmi_io_recv_poll(int fd, void *buf, size_t cap, int timeout_ms,
+		      struct kvmi_io_poll *poll, size_t *len, int *passed_fd)
+{
 	int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+	int64_t start = 0, spin_until = 0;
 	struct kvmi_msg_hdr hdr;
+	bool slept = false;
 	int fd_in = -1;
 	size_t got = 0;
 	int err;
+
+	if (poll && poll->cur_us) {
+		int64_t win = poll->cur_us;
+
+		/* Never past the caller's timeout. */
+		if (timeout_ms >= 0 && win > (int64_t)timeout_ms * 1000)
+			win = (int64_t)timeout_ms * 1000;
+		start = kvmi_io_now_us();
+		spin_until = start + win;
+	} else if (poll) {
+		start = kvmi_io_now_us();
+	}
 
 	*len = 0;
 	if (passed_fd)
 		*passed_fd = -1;
 	if (cap < HDR_SIZE)
 		return -EINVAL;
-	err = read_exact(fd, buf, HDR_SIZE, deadline, &got, &fd_in);
+	err = read_exact(fd, buf, HDR_SIZE, deadline, spin_until, &slept, &got,
+			 &fd_in);
 	if (!err) {
 		memcpy(&hdr, buf, sizeof(hdr));
 		if (kvmi_check_hdr(&hdr) || HDR_SIZE + hdr.size > cap)
@@ -224,7 +288,9 @@ int kvmi_io_recv(int fd, void *buf, size_t cap, int timeout_ms, size_t *len,
 	}
 	if (!err)
 		err = read_exact(fd, (uint8_t *)buf + HDR_SIZE, hdr.size,
-				 deadline, &got, &fd_in);
+				 deadline, spin_until, &slept, &got, &fd_in);
+	if (poll && err != -ETIMEDOUT)
+		kvmi_io_poll_update(poll, kvmi_io_now_us() - start, !slept);
 	if (err) {
 		if (fd_in >= 0)
 			close(fd_in);
@@ -238,6 +304,42 @@ int kvmi_io_recv(int fd, void *buf, size_t cap, int timeout_ms, size_t *len,
 	return 0;
 }
 
+ssize_t kvmi_io_rbuf_peek(const struct kvmi_io_rbuf *rb, size_t cap)
+{
+	size_t have = rb->end - rb->start;
+	struct kvmi_msg_hdr hdr;
+
+	if (have < HDR_SIZE)
+		return 0;
+	memcpy(&hdr, rb->data + rb->start, sizeof(hdr));
+	if (kvmi_check_hdr(&hdr) || HDR_SIZE + hdr.size > cap ||
+	    HDR_SIZE + hdr.size > sizeof(rb->data))
+		return -EMSGSIZE;
+	return have >= HDR_SIZE + hdr.size ? (ssize_t)(HDR_SIZE + hdr.size) : 0;
+}
+
+ssize_t kvmi_io_rbuf_fill(int fd, struct kvmi_io_rbuf *rb)
+{
+	size_t have = rb->end - rb->start;
+	ssize_t n;
+
+	if (rb->start) {
+		memmove(rb->data, rb->data + rb->start, have);
+		rb->start = 0;
+		rb->end = have;
+	}
+	if (rb->end == sizeof(rb->data))
+		return -EAGAIN;		/* full: its messages first */
+	do
+		n = recv(fd, rb->data + rb->end, sizeof(rb->data) - rb->end,
+			 MSG_DONTWAIT);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+	rb->end += (size_t)n;
+	return n;
+}
+
 int kvmi_io_recv_buffered(int fd, struct kvmi_io_rbuf *rb, void *buf,
 			  size_t cap, int timeout_ms, size_t *len)
 {
@@ -247,21 +349,16 @@ int kvmi_io_recv_buffered(int fd, struct kvmi_io_rbuf *rb, void *buf,
 	*len = 0;
 	for (;;) {
 		size_t have = rb->end - rb->start;
-		struct kvmi_msg_hdr hdr;
-		ssize_t n;
+		ssize_t n = kvmi_io_rbuf_peek(rb, cap);
 		int err;
 
-		if (have >= HDR_SIZE) {
-			memcpy(&hdr, rb->data + rb->start, sizeof(hdr));
-			if (kvmi_check_hdr(&hdr) || HDR_SIZE + hdr.size > cap ||
-			    HDR_SIZE + hdr.size > sizeof(rb->data))
-				return -EMSGSIZE;
-			if (have >= HDR_SIZE + hdr.size) {
-				*len = HDR_SIZE + hdr.size;
-				memcpy(buf, rb->data + rb->start, *len);
-				rb->start += *len;
-				return 0;
-			}
+		if (n < 0)
+			return (int)n;
+		if (n > 0) {
+			*len = (size_t)n;
+			memcpy(buf, rb->data + rb->start, *len);
+			rb->start += *len;
+			return 0;
 		}
 		/* Part of a message: the rest must follow soon. */
 		if (have && !partial) {
@@ -270,23 +367,13 @@ int kvmi_io_recv_buffered(int fd, struct kvmi_io_rbuf *rb, void *buf,
 			    deadline < now_ms() + KVMI_IO_MSG_TIMEOUT_MS)
 				deadline = now_ms() + KVMI_IO_MSG_TIMEOUT_MS;
 		}
-		if (rb->start) {
-			memmove(rb->data, rb->data + rb->start, have);
-			rb->start = 0;
-			rb->end = have;
-		}
-		n = recv(fd, rb->data + rb->end, sizeof(rb->data) - rb->end,
-			 MSG_DONTWAIT);
-		if (n > 0) {
-			rb->end += (size_t)n;
+		n = kvmi_io_rbuf_fill(fd, rb);
+		if (n > 0)
 			continue;
-		}
 		if (!n)
 			return have ? -EPROTO : -ECONNRESET;
-		if (errno == EINTR)
-			continue;
-		if (errno != EAGAIN && errno != EWOULDBLOCK)
-			return have && errno == ECONNRESET ? -EPROTO : -errno;
+		if (n != -EAGAIN)
+			return have && n == -ECONNRESET ? -EPROTO : (int)n;
 		if (deadline >= 0 && deadline <= now_ms())
 			return have ? -EPROTO : -ETIMEDOUT;
 		err = wait_fd(fd, POLLIN, deadline);

@@ -129,7 +129,8 @@ static const struct seccomp_rule core_rules[] = {
 	 * the vCPU that printed it; control replies. */
 	SECCOMP_SYSCALL(sendmsg, ALL), SECCOMP_SYSCALL(sendto, ALL),
 	SECCOMP_SYSCALL(recvmsg, MAIN | IO),
-	SECCOMP_SYSCALL(recvfrom, MAIN | IO),
+	/* ALL: a vCPU in a KVMI event reads its own reply (kvm/introspect.c). */
+	SECCOMP_SYSCALL(recvfrom, ALL),
 	/* The control socket (kvm/control.c): new clients, their
 	 * credentials, SCM_RIGHTS; at the end the registry entry and the
 	 * exit record (kvm/registry.c). */

@@ -21,6 +21,8 @@
 
 #define HDR_SIZE sizeof(struct kvmi_msg_hdr)
 #define DEFAULT_TIMEOUT_MS 10000
+/* Waits for a message poll this long at most before they sleep. */
+#define DEFAULT_POLL_US 50
 /* Each vCPU has one event in flight at most, plus VM events: a VMM that
  * queues more than this is misbehaving. */
 #define MAX_QUEUED 1024
@@ -29,6 +31,7 @@ struct kvmi_conn {
 	int fd;
 	bool dead;
 	int timeout_ms;
+	struct kvmi_io_poll poll;
 	uint32_t seq;
 	struct kvmi_guest guest;
 	struct kvmi_event *queue;	/* ring of events read early */
@@ -100,6 +103,7 @@ int kvmi_open_fd_cookie(int fd, const void *cookie, size_t cookie_len,
 	}
 	c->fd = fd;
 	c->timeout_ms = DEFAULT_TIMEOUT_MS;
+	kvmi_io_poll_init(&c->poll, DEFAULT_POLL_US);
 	c->seq = 1;
 	err = kvmi_io_handshake_tool(fd, cookie, cookie_len, timeout_ms,
 				     &c->guest);
@@ -200,6 +204,11 @@ void kvmi_set_timeout(struct kvmi_conn *c, int timeout_ms)
 	c->timeout_ms = timeout_ms;
 }
 
+void kvmi_set_poll(struct kvmi_conn *c, unsigned int max_us)
+{
+	kvmi_io_poll_init(&c->poll, max_us);
+}
+
 static int enqueue(struct kvmi_conn *c, const struct kvmi_event *ev)
 {
 	if (c->qlen == c->qcap) {
@@ -245,13 +254,18 @@ static int left_of(int64_t deadline)
 	return deadline <= now ? 0 : (int)(deadline - now);
 }
 
-/* Reads one message into c->in; any failure ends the connection, except
- * a timeout with nothing read. */
-static int read_msg(struct kvmi_conn *c, int timeout_ms, size_t *len,
-		    int *passed_fd)
+/*
+ * Reads one message into c->in; any failure ends the connection, except
+ * a timeout with nothing read. poll: an event wait, which polls first
+ * (the vCPU sends it from a core of its own); a command's reply is the
+ * VMM's server thread's, which may need this very core: no polling.
+ */
+static int read_msg(struct kvmi_conn *c, int timeout_ms, bool poll,
+		    size_t *len, int *passed_fd)
 {
-	int err = kvmi_io_recv(c->fd, c->in.buf, sizeof(c->in.buf), timeout_ms,
-			       len, passed_fd);
+	int err = kvmi_io_recv_poll(c->fd, c->in.buf, sizeof(c->in.buf),
+				    timeout_ms, poll ? &c->poll : NULL, len,
+				    passed_fd);
 
 	if (err == -ETIMEDOUT)
 		return err;
@@ -314,7 +328,7 @@ static int wait_reply(struct kvmi_conn *c, uint16_t id, uint32_t seq,
 		struct kvmi_event ev;
 		int pfd = -1;
 
-		err = read_msg(c, left_of(deadline), &len, &pfd);
+		err = read_msg(c, left_of(deadline), false, &len, &pfd);
 		if (err)
 			return err == -ETIMEDOUT ? fail(c, err) : err;
 		if (kvmi_msg_is_event(c->in.buf, len)) {
@@ -837,7 +851,7 @@ int kvmi_wait_event(struct kvmi_conn *c, struct kvmi_event *ev, int timeout_ms)
 	}
 	if (c->dead)
 		return -ENOTCONN;
-	err = read_msg(c, timeout_ms, &len, NULL);
+	err = read_msg(c, timeout_ms, true, &len, NULL);
 	if (err)
 		return err;
 	/* No command is waiting: anything but an event is out of place. */

@@ -150,8 +150,9 @@ EOF
 	[ "$status" -eq 0 ]
 }
 
-@test "a tool killed inside an event: the vCPU goes on, the page is released" {
-	start g
+# A tool killed while it decides on a write event; the guest must go on.
+killed_in_event() { # [--introspect extra settings]
+	start g "${1:-}"
 	# Not through ki(): $! must be the tool itself.
 	"$LKVM" introspect --socket "$TMP/g.sock" --cookie "$TMP/cookie" \
 		watch "write:$GPA" --exec "echo in >$TMP/in-event; sleep 30" \
@@ -167,8 +168,19 @@ EOF
 	[ -z "$(refused g)" ] || { refused g; grep -v '^# introspect' "$TMP/g.log"; return 1; }
 }
 
-@test "KVMI check event and command say what mainline KVM cannot do" {
-	start g
+@test "a tool killed inside an event: the vCPU goes on, the page is released" {
+	killed_in_event
+}
+
+@test "a tool killed while the vCPU polls for its reply: the vCPU goes on" {
+	# A polling window of 1 s: the vCPU itself is reading the socket
+	# when the tool dies.
+	killed_in_event ,poll=1000000
+}
+
+# tests/kvmi-raw.py's events: what it prints against lkvm.
+raw_events() { # [--introspect extra settings]
+	start g "${1:-}"
 	run python3 "$BATS_TEST_DIRNAME/kvmi-raw.py" "$TMP/g.sock" \
 		"$TMP/cookie" events "$GPA"
 	[ "$status" -eq 0 ] || { echo "$output"; return 1; }
@@ -196,6 +208,54 @@ reply-wrong-seq closed"
 	# The paused vCPU was let go when the tool was closed.
 	k=$(last_round g)
 	wait_round g $((k + 2))
+}
+
+@test "KVMI check event and command say what mainline KVM cannot do" {
+	raw_events
+}
+
+@test "a vCPU polling for its reply still has commands answered, and a bad reply closes" {
+	# Within a 1 s polling window the tool's command (registers, in the
+	# PAUSE event) and its wrong-seq reply reach the vCPU first; both
+	# are the server's to answer, as without polling.
+	raw_events ,poll=1000000
+}
+
+@test "replies a polling vCPU reads itself act as the server's: CONTINUE, RETRY" {
+	start g ,poll=1000000
+	run ki g protect "$GPA" --count 2
+	[ "$status" -eq 0 ] || { echo "$output"; return 1; }
+	[ "$(grep -c '"action":"continue"' <<<"$output")" -eq 2 ] ||
+		{ echo "$output"; return 1; }
+	wait_round g $(($(last_round g) + 1))
+	[ -z "$(refused g)" ] || { refused g; return 1; }
+	run ki g watch "write:$GPA" --action retry --count 1
+	[ "$status" -eq 0 ] || { echo "$output"; return 1; }
+	wait_round g $(($(last_round g) + 2))
+	run refused g
+	[ "${#lines[@]}" -eq 1 ] || { echo "$output"; return 1; }
+	# The vCPU polled for all three and read replies itself (`lkvm
+	# stat`: polls minus the ones the server ended). Not necessarily
+	# all: the server, still reading the tool's commands that protect
+	# the page, may take a first reply before the vCPU looks; the
+	# second write comes 100 ms later, to a vCPU alone at the socket.
+	run "$LKVM" stat g --all
+	polls=$(awk '$1 == "dev.kvmi-polled.requests" { print $2 }' <<<"$output")
+	missed=$(awk '$1 == "dev.kvmi-polled.errors" { print $2 }' <<<"$output")
+	[ "$polls" -ge 3 ] && [ "$((polls - missed))" -ge 1 ] ||
+		{ echo "$output"; return 1; }
+}
+
+@test "poll=0: no polling, the server reads every reply" {
+	start g ,poll=0
+	run ki g protect "$GPA" --count 2
+	[ "$status" -eq 0 ] || { echo "$output"; return 1; }
+	run "$LKVM" stat g --all
+	sent=$(awk '$1 == "dev.kvmi-events.requests" { print $2 }' <<<"$output")
+	polls=$(awk '$1 == "dev.kvmi-polled.requests" { print $2 }' <<<"$output")
+	[ "$sent" -ge 2 ] && [ "$polls" -eq 0 ] || { echo "$output"; return 1; }
+	wait_round g $(($(last_round g) + 1))
+	[ -z "$(refused g)" ]
 }
 
 @test "lkvm pause sends UNHOOK first: the tool lets go, its protection with it" {

@@ -197,6 +197,9 @@ after-oversized closed"
 	run "$LKVM" run --introspect "listen=$TMP/s"
 	[ "$status" -eq 1 ]
 	[[ "$output" == *"cookie=FILE"* ]]
+	run "$LKVM" run --introspect "listen=$TMP/s,cookie=$TMP/cookie,poll=2000000"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"poll=2000000: microseconds, 0 to 1000000"* ]]
 	chmod 644 "$TMP/cookie"
 	run "$LKVM" run --introspect "listen=$TMP/s,cookie=$TMP/cookie"
 	[ "$status" -eq 1 ]

@@ -69,6 +69,14 @@ int kvmi_fd(const struct kvmi_conn *conn);
 bool kvmi_alive(const struct kvmi_conn *conn);
 /* How long a command waits for its reply (default 10000 ms; -1: forever). */
 void kvmi_set_timeout(struct kvmi_conn *conn, int timeout_ms);
+/*
+ * Bounded polling: kvmi_wait_event() looks at the socket again for up
+ * to max_us (default 50; adaptive below that, docs/kvmi.md "Polling")
+ * before it sleeps, which saves a wake-up when events come within
+ * microseconds of each other, at the cost of that much CPU time per
+ * wait at most. Waits for a command's reply never poll. 0: never poll.
+ */
+void kvmi_set_poll(struct kvmi_conn *conn, unsigned int max_us);
 
 /*
  * Any command: args after the vCPU header (vcpu >= 0 for KVMI_VCPU_*

@@ -303,6 +303,26 @@ int kvmi_io_send(int fd, const struct iovec *iov, int iovcnt, int pass_fd);
 int kvmi_io_recv(int fd, void *buf, size_t cap, int timeout_ms, size_t *len,
 		 int *passed_fd);
 /*
+ * Bounded adaptive polling (docs/kvmi.md, "Polling"): a waiter that
+ * expects its peer to answer within microseconds looks again for up to
+ * cur_us before it sleeps, saving the wake-up; like KVM's halt polling,
+ * the window grows (from KVMI_IO_POLL_START_US, doubling, to max_us)
+ * after a wait the window would have covered and halves after a longer
+ * one. max_us 0: never poll.
+ */
+#define KVMI_IO_POLL_START_US 10
+#define KVMI_IO_POLL_MAX_US 1000000
+struct kvmi_io_poll {
+	unsigned int max_us, cur_us;
+};
+void kvmi_io_poll_init(struct kvmi_io_poll *p, unsigned int max_us);
+/* After a wait of waited_us; hit: polling caught it, no sleep. */
+void kvmi_io_poll_update(struct kvmi_io_poll *p, int64_t waited_us, bool hit);
+int64_t kvmi_io_now_us(void);
+/* kvmi_io_recv() polling the first byte as poll says (NULL: never). */
+int kvmi_io_recv_poll(int fd, void *buf, size_t cap, int timeout_ms,
+		      struct kvmi_io_poll *poll, size_t *len, int *passed_fd);
+/*
  * The same for a stream that never carries descriptors, through rb:
  * each recv() takes as much as the socket holds, so a tool's pipelined
  * commands cost one system call for many (the introspection server).
@@ -314,6 +334,12 @@ struct kvmi_io_rbuf {
 };
 int kvmi_io_recv_buffered(int fd, struct kvmi_io_rbuf *rb, void *buf,
 			  size_t cap, int timeout_ms, size_t *len);
+/* The length of the whole message at rb's front: 0 when it is not all
+ * there yet, -EMSGSIZE when its header breaks protocol or exceeds cap. */
+ssize_t kvmi_io_rbuf_peek(const struct kvmi_io_rbuf *rb, size_t cap);
+/* One recv() without waiting, appended to rb: the bytes it took, 0 when
+ * the peer closed, -EAGAIN when nothing is there (or rb is full). */
+ssize_t kvmi_io_rbuf_fill(int fd, struct kvmi_io_rbuf *rb);
 /*
  * Reads a cookie file: -EPERM when its group or others may read it,
  * -EINVAL when its size is outside [KVMI_COOKIE_MIN, KVMI_COOKIE_MAX].

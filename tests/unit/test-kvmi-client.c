@@ -612,6 +612,73 @@ static void test_transport(void)
 		close(sv[1]);
 	}
 
+	/* Without waiting: what a polling vCPU does (kvm/introspect.c). */
+	{
+		static struct kvmi_io_rbuf rb;
+
+		socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv);
+		CHECK(kvmi_io_rbuf_fill(sv[1], &rb) == -EAGAIN &&
+		      kvmi_io_rbuf_peek(&rb, sizeof(buf)) == 0,
+		      "fill: nothing there, nothing waited for");
+		if (write(sv[0], &h, 8) != 8 || write(sv[0], "1234", 4) != 4)
+			abort();
+		CHECK(kvmi_io_rbuf_fill(sv[1], &rb) == 12 &&
+		      kvmi_io_rbuf_peek(&rb, sizeof(buf)) == 0,
+		      "peek: a message not all there yet is not one");
+		if (write(sv[0], "5678", 4) != 4)
+			abort();
+		CHECK(kvmi_io_rbuf_fill(sv[1], &rb) == 4 &&
+		      kvmi_io_rbuf_peek(&rb, sizeof(buf)) == 16 &&
+		      kvmi_io_rbuf_peek(&rb, 15) == -EMSGSIZE,
+		      "peek: a whole message; one over the cap is refused");
+		CHECK(!kvmi_io_recv_buffered(sv[1], &rb, buf, sizeof(buf), 0,
+					     &len) && len == 16 &&
+		      !memcmp(buf + 8, "12345678", 8),
+		      "what peek left is read in order");
+		close(sv[0]);
+		CHECK(kvmi_io_rbuf_fill(sv[1], &rb) == 0,
+		      "fill: a peer that closed");
+		close(sv[1]);
+	}
+
+	/* Polling before sleeping: the same results, the window adapts. */
+	{
+		struct kvmi_io_poll poll;
+
+		kvmi_io_poll_init(&poll, 40);
+		socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv);
+		CHECK(kvmi_io_recv_poll(sv[1], buf, sizeof(buf), 20, &poll,
+					&len, NULL) == -ETIMEDOUT &&
+		      poll.cur_us == 40,
+		      "poll: nothing comes, a timeout; the window unchanged");
+		if (write(sv[0], &h, 8) != 8 || write(sv[0], "abcdefgh", 8) != 8)
+			abort();
+		CHECK(!kvmi_io_recv_poll(sv[1], buf, sizeof(buf), 20, &poll,
+					 &len, NULL) &&
+		      len == 16 && !memcmp(buf + 8, "abcdefgh", 8),
+		      "poll: a message read as without polling");
+		close(sv[0]);
+		close(sv[1]);
+		kvmi_io_poll_update(&poll, 5000, false);
+		CHECK(poll.cur_us == 20, "a wait past the maximum halves the window");
+		kvmi_io_poll_update(&poll, 30, false);
+		CHECK(poll.cur_us == 40, "a wait the maximum covers doubles it");
+		kvmi_io_poll_update(&poll, 30, false);
+		CHECK(poll.cur_us == 40, "never past the maximum");
+		for (int i = 0; i < 8; i++)
+			kvmi_io_poll_update(&poll, 5000, false);
+		CHECK(poll.cur_us == 0, "a slow peer: no polling at all");
+		kvmi_io_poll_update(&poll, 30, false);
+		CHECK(poll.cur_us == KVMI_IO_POLL_START_US,
+		      "a fast peer again: polling starts again");
+		kvmi_io_poll_update(&poll, 1, true);
+		CHECK(poll.cur_us == KVMI_IO_POLL_START_US,
+		      "a hit keeps the window");
+		kvmi_io_poll_init(&poll, 0);
+		kvmi_io_poll_update(&poll, 30, false);
+		CHECK(poll.cur_us == 0, "max 0: never polls");
+	}
+
 	snprintf(path, sizeof(path), "%s/loose", dir);
 	fd = open(path, O_CREAT | O_WRONLY | O_TRUNC, 0644);
 	if (fd < 0 || write(fd, cookie, sizeof(cookie)) < 0)
