@@ -72,7 +72,8 @@ start_vsock() {
 	[ "$status" -eq 0 ]
 	[[ "$output" =~ ^"echo ok 262144 hostport "[0-9]+" in " ]]
 	run python3 "$HOSTPY" echo "$TMP/v.sock" 1234 10
-	[ "$status" -eq 0 ]
+	echo "$output"
+	[ "$status" -eq 0 ] || { cat "$TMP/echo.log"; false; }
 	# A host program that stops sending still gets everything back, then
 	# the end of the stream.
 	run python3 "$HOSTPY" halfclose "$TMP/v.sock" 1234 30000
