@@ -348,6 +348,19 @@ static bool req_put(struct disk_req *r, int result)
 	return __atomic_sub_fetch(&st->pending, 1, __ATOMIC_ACQ_REL) == 0;
 }
 
+/*
+ * The plug of this thread: parts reserved and waiting for one io_submit,
+ * and whether requests finished while plugged (read from the page cache):
+ * those wait on the done list without an eventfd signal each, for the
+ * unplug to report.
+ */
+static __thread struct {
+	struct disk *d;
+	int n;
+	bool finished;
+	struct disk_part *parts[EVENT_BATCH];
+} plug;
+
 static void signal_completion(struct disk *d)
 {
 	uint64_t one = 1;
@@ -369,7 +382,10 @@ void disk_req_put(struct disk *d, struct disk_req *r, int result)
 		d->done = r;
 	d->done_tail = r;
 	pthread_mutex_unlock(&d->lock);
-	signal_completion(d);
+	if (plug.d == d)
+		plug.finished = true;
+	else
+		signal_completion(d);
 }
 
 void disk_queue_work(struct disk *d, struct disk_req *r)
@@ -498,13 +514,6 @@ static void aio_push(struct disk *d, struct disk_part **p, int n)
 	}
 }
 
-/* The plug of this thread: parts reserved and waiting for one io_submit. */
-static __thread struct {
-	struct disk *d;
-	int n;
-	struct disk_part *parts[EVENT_BATCH];
-} plug;
-
 void disk_plug(struct disk *d)
 {
 	if (plug.d && plug.d != d)
@@ -512,13 +521,32 @@ void disk_plug(struct disk *d)
 	plug.d = d;
 }
 
-void disk_unplug(struct disk *d)
+static void run_done(struct disk *d, struct disk_req *fin,
+		     struct disk_req **tail);
+
+/* Submits what the plug holds; true when requests finished under it. */
+static bool unplug(struct disk *d)
 {
-	if (plug.d != d)
-		return;
+	bool finished = plug.finished;
+
 	aio_push(d, plug.parts, plug.n);
+	finished |= plug.finished;
 	plug.n = 0;
 	plug.d = NULL;
+	plug.finished = false;
+	return finished;
+}
+
+void disk_unplug(struct disk *d)
+{
+	if (plug.d == d && unplug(d))
+		signal_completion(d);
+}
+
+void disk_unplug_complete(struct disk *d)
+{
+	if (plug.d == d && unplug(d))
+		run_done(d, NULL, NULL);
 }
 
 /* Reserved parts go to the kernel now, or wait in this thread's plug. */
@@ -616,9 +644,35 @@ static void append(struct disk_req ***tail, struct disk_req *r)
 	*tail = &rs(r)->next;
 }
 
+/*
+ * Runs done() of the requests in fin (tail: its last next pointer) and
+ * then of those on the done list.
+ */
+static void run_done(struct disk *d, struct disk_req *fin,
+		     struct disk_req **tail)
+{
+	struct disk_req *r;
+
+	if (!fin)
+		tail = &fin;
+	pthread_mutex_lock(&d->lock);
+	if (d->done) {
+		*tail = d->done;
+		d->done = d->done_tail = NULL;
+	}
+	pthread_mutex_unlock(&d->lock);
+	while ((r = fin)) {
+		int result = (int)rs(r)->result;
+
+		fin = rs(r)->next;
+		__atomic_sub_fetch(&d->busy, 1, __ATOMIC_RELEASE);
+		r->done(r, result);
+	}
+}
+
 void disk_complete(struct disk *d)
 {
-	struct disk_req *fin = NULL, **tail = &fin, *r;
+	struct disk_req *fin = NULL, **tail = &fin;
 	struct io_event ev[EVENT_BATCH];
 	struct timespec zero = { 0, 0 };
 	uint64_t cnt;
@@ -656,20 +710,7 @@ void disk_complete(struct disk *d)
 		if (n < EVENT_BATCH && !k)
 			break;
 	}
-	pthread_mutex_lock(&d->lock);
-	if (d->done) {
-		*tail = d->done;
-		tail = &rs(d->done_tail)->next;
-		d->done = d->done_tail = NULL;
-	}
-	pthread_mutex_unlock(&d->lock);
-	while ((r = fin)) {
-		int result = (int)rs(r)->result;
-
-		fin = rs(r)->next;
-		__atomic_sub_fetch(&d->busy, 1, __ATOMIC_RELEASE);
-		r->done(r, result);
-	}
+	run_done(d, fin, tail);
 }
 
 int disk_completion_fd(const struct disk *d)
@@ -851,6 +892,7 @@ static void free_disk(struct disk *d)
 	}
 	if (d->aio)
 		ctx_put(d);
+	disk_map_close(d);
 	if (d->efd >= 0)
 		close(d->efd);
 	if (d->fd >= 0)
@@ -996,6 +1038,7 @@ int disk_open(const char *spec, struct disk **out)
 		disk_err(d, "worker thread: %s", strerror(-ret));
 		goto fail;
 	}
+	disk_map_open(d);
 	make_serial(d);
 	*out = d;
 	return 0;

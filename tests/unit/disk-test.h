@@ -116,6 +116,7 @@ static inline int req_sync(struct disk *d, enum disk_op op, uint64_t off,
 	struct disk_req r = {
 		.op = op, .offset = off, .len = len,
 		.iov = &iov, .iovcnt = (op == DISK_READ || op == DISK_WRITE),
+		.ram = true,	/* heap memory, as guest RAM */
 		.done = on_done, .opaque = &w,
 	};
 	int ret = disk_submit(d, &r);
@@ -155,7 +156,8 @@ static inline int bulk(struct disk *d, enum disk_op op, uint64_t base, uint8_t *
 			w[n] = (struct waiter){ 0, 0 };
 			r[n] = (struct disk_req){
 				.op = op, .offset = base + off, .iov = iov[n],
-				.iovcnt = 3, .done = on_done, .opaque = &w[n],
+				.iovcnt = 3, .ram = true,
+				.done = on_done, .opaque = &w[n],
 			};
 			if (disk_submit(d, &r[n])) {
 				w[n].done = 1;

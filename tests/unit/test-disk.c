@@ -3,7 +3,9 @@
  * The block layer with raw images: opening and refusing, many requests in
  * flight across the whole disk, flush, discard, write-zeroes, read-only
  * disks, and host errors (ENOSPC from a full tmpfs, EIO injected into
- * the completions) returned as results while everything keeps working.
+ * the completions) returned as results while everything keeps working;
+ * reads from the page cache through the image's mapping, and what
+ * happens when its pages are gone.
  */
 #include <dlfcn.h>
 #include <libaio.h>
@@ -28,6 +30,27 @@ int io_getevents(io_context_t ctx, long min_nr, long nr, struct io_event *ev,
 	for (int i = 0; inject_eio && i < n; i++)
 		ev[i].res = (unsigned long)(long)-EIO;
 	return n;
+}
+
+/*
+ * What mincore reports of the image's pages: the truth, none cached (every
+ * read goes to libaio), or all cached (reads go to the mapping even where
+ * the file has no page, as when a page is lost after mincore).
+ */
+static enum { CACHE_TRUE, CACHE_NONE, CACHE_ALL } cache_view;
+
+int mincore(void *addr, size_t len, unsigned char *vec)
+{
+	static int (*real)(void *, size_t, unsigned char *);
+
+	if (!real)
+		*(void **)&real = dlsym(RTLD_NEXT, "mincore");
+	if (cache_view == CACHE_TRUE)
+		return real(addr, len, vec);
+	memset(vec, cache_view == CACHE_ALL,
+	       (len + (size_t)sysconf(_SC_PAGESIZE) - 1) /
+	       (size_t)sysconf(_SC_PAGESIZE));
+	return 0;
 }
 
 static void test_refusals(void)
@@ -226,8 +249,10 @@ static void test_eio(void)
 	if (disk_open(p, &d))
 		return;
 	inject_eio = true;
+	cache_view = CACHE_NONE;	/* a cached page never fails */
 	CHECK(req_sync(d, DISK_READ, 0, buf, sizeof(buf)) == -EIO,
 	      "a read the host fails with EIO completes with -EIO");
+	cache_view = CACHE_TRUE;
 	CHECK(req_sync(d, DISK_WRITE, 0, buf, sizeof(buf)) == -EIO,
 	      "a write the host fails with EIO completes with -EIO");
 	CHECK(req_sync(d, DISK_FLUSH, 0, NULL, 0) == -EIO,
@@ -237,6 +262,91 @@ static void test_eio(void)
 	CHECK(req_sync(d, DISK_READ, 0, buf, sizeof(buf)) == 0 &&
 	      !memcmp(buf, want, sizeof(buf)), "and the next read works");
 	disk_close(d);
+}
+
+/* One read under a plug: whether done() ran by the end of
+ * disk_unplug_complete, then its result once it did. */
+static bool read_plugged(struct disk *d, uint64_t off, void *buf, size_t len,
+			 int *result)
+{
+	struct iovec iov = { .iov_base = buf, .iov_len = len };
+	struct waiter w = { 0, 0 };
+	struct disk_req r = {
+		.op = DISK_READ, .offset = off, .iov = &iov, .iovcnt = 1,
+		.ram = true, .done = on_done, .opaque = &w,
+	};
+	bool at_once;
+
+	disk_plug(d);
+	if (disk_submit(d, &r)) {
+		disk_unplug(d);
+		*result = -EINVAL;
+		return false;
+	}
+	disk_unplug_complete(d);
+	at_once = w.done == 1;
+	while (!w.done)
+		wait_fd(d);
+	*result = w.result;
+	return at_once;
+}
+
+static void test_page_cache(void)
+{
+	const uint64_t size = 8 * MIB_;
+	const char *p = tpath("cache.img");
+	uint8_t *want = malloc(size), *got = malloc(size);
+	int result, fd;
+	struct disk *d;
+
+	write_file(p, size, 5);
+	fill(want, 0, size, 5);
+	CHECK(disk_open(p, &d) == 0, "open an image whose pages are cached");
+	if (!d)
+		goto out;
+	memset(got, 0, size);
+	CHECK(bulk(d, DISK_READ, 0, got, size, MIB_ + 4096) == 0 &&
+	      !memcmp(got, want, size),
+	      "1 MiB reads from the page cache, buffers at odd addresses");
+	memset(got, 0, size);
+	CHECK(bulk(d, DISK_READ, 512, got, size - 4096, 8192 + 512) == 0 &&
+	      !memcmp(got, want + 512, size - 4096),
+	      "8 KiB reads from the page cache at odd sectors");
+	cache_view = CACHE_NONE;
+	memset(got, 0, size);
+	CHECK(bulk(d, DISK_READ, 0, got, size, MIB_ + 4096) == 0 &&
+	      !memcmp(got, want, size), "the same through libaio");
+	cache_view = CACHE_TRUE;
+
+	memset(got, 0, MIB_);
+	CHECK(read_plugged(d, 3 * MIB_, got, MIB_, &result) && !result &&
+	      !memcmp(got, want + 3 * MIB_, MIB_),
+	      "a cached read completes within disk_unplug_complete");
+	cache_view = CACHE_NONE;
+	memset(got, 0, MIB_);
+	CHECK(!read_plugged(d, 3 * MIB_, got, MIB_, &result) && !result &&
+	      !memcmp(got, want + 3 * MIB_, MIB_),
+	      "an uncached one completes through the eventfd");
+
+	/* The file shrinks under lkvm while a page looks cached: the copy
+	 * faults (SIGBUS), and the read goes to the kernel, which reads
+	 * past the end as zeros. */
+	fd = open(p, O_RDWR);
+	CHECK(fd >= 0 && !ftruncate(fd, MIB_), "the image shrinks to 1 MiB");
+	if (fd >= 0)
+		close(fd);
+	cache_view = CACHE_ALL;
+	memset(got, 0xaa, MIB_);
+	CHECK(req_sync(d, DISK_READ, 4 * MIB_, got, MIB_) == 0 &&
+	      !memchr(got, 0xaa, MIB_) && !got[0] && !memcmp(got, got + 1, MIB_ - 1),
+	      "a read of pages gone from the file gives zeros, not SIGBUS");
+	CHECK(req_sync(d, DISK_READ, 0, got, 64 * 1024) == 0 &&
+	      !memcmp(got, want, 64 * 1024), "what is left still reads");
+	cache_view = CACHE_TRUE;
+	disk_close(d);
+out:
+	free(want);
+	free(got);
 }
 
 int main(void)
@@ -252,6 +362,7 @@ int main(void)
 	test_readonly();
 	test_enospc(have_tmpfs);
 	test_eio();
+	test_page_cache();
 	tdir_remove();
 	return tap_done();
 }
