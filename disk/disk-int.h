@@ -44,8 +44,9 @@ extern const struct disk_ops disk_qcow2_ops;
 
 struct disk_part {
 	struct iocb cb;
-	struct disk_req *req;
+	struct disk_req *req;		/* NULL: parts merged into one iocb */
 	struct disk_part *next;		/* waiting for a free iocb slot */
+	struct disk_part *chain;	/* the merged parts, in file order */
 	uint64_t len;			/* bytes the iocb moves */
 	int iovcnt;
 	struct iovec iov[];

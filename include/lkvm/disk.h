@@ -86,8 +86,9 @@ void disk_plug(struct disk *d);
 void disk_unplug(struct disk *d);
 /*
  * disk_unplug, and then done() right here for the requests that finished
- * while plugged (reads served from the host's page cache), instead of
- * through the eventfd and disk_complete(). Their done() may submit more.
+ * while plugged (reads served from the host's page cache, and the
+ * buffered I/O that the kernel did within io_submit), instead of after a
+ * trip through the eventfd. Their done() may submit more.
  */
 void disk_unplug_complete(struct disk *d);
 int disk_completion_fd(const struct disk *d);

@@ -130,6 +130,20 @@ static inline int req_sync(struct disk *d, enum disk_op op, uint64_t off,
 
 #define MAX_FLIGHT	256
 
+/* Waits until each of w[0..n) is done. */
+static inline void wait_all(struct disk *d, const struct waiter *w, int n)
+{
+	for (;;) {
+		int finished = 0;
+
+		for (int i = 0; i < n; i++)
+			finished += w[i].done;
+		if (finished == n)
+			return;
+		wait_fd(d);
+	}
+}
+
 /*
  * Moves [0, len) of buf to or from the disk at base, in requests of about
  * chunk bytes, each split over three buffers, all in flight together.
@@ -145,7 +159,7 @@ static inline int bulk(struct disk *d, enum disk_op op, uint64_t base, uint8_t *
 	int first = 0;
 
 	while (off < len) {
-		int n = 0, finished = 0;
+		int n = 0;
 
 		for (; n < MAX_FLIGHT && off < len; n++) {
 			uint64_t k = MIN(chunk, len - off), a = k / 3 & ~7ull, b = k / 5;
@@ -165,13 +179,7 @@ static inline int bulk(struct disk *d, enum disk_op op, uint64_t base, uint8_t *
 			}
 			off += k;
 		}
-		while (finished < n) {
-			finished = 0;
-			for (int i = 0; i < n; i++)
-				finished += w[i].done;
-			if (finished < n)
-				wait_fd(d);
-		}
+		wait_all(d, w, n);
 		for (int i = 0; i < n; i++) {
 			if (w[i].done != 1 && !first)
 				first = -EPROTO;

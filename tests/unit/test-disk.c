@@ -53,6 +53,98 @@ int mincore(void *addr, size_t len, unsigned char *vec)
 	return 0;
 }
 
+/* iocbs the disk layer handed to the kernel. */
+static unsigned long iocbs;
+
+int io_submit(io_context_t ctx, long nr, struct iocb **cbs)
+{
+	static int (*real)(io_context_t, long, struct iocb **);
+	int n;
+
+	if (!real)
+		*(void **)&real = dlsym(RTLD_NEXT, "io_submit");
+	n = real(ctx, nr, cbs);
+	if (n > 0)
+		iocbs += (unsigned long)n;
+	return n;
+}
+
+/* n writes of bs bytes from off on, under one plug; their results. */
+static void write_plugged(struct disk *d, uint64_t off, uint8_t *buf, int n,
+			  uint64_t bs, int *res)
+{
+	static struct disk_req r[MAX_FLIGHT];
+	static struct iovec iov[MAX_FLIGHT];
+	static struct waiter w[MAX_FLIGHT];
+
+	disk_plug(d);
+	for (int i = 0; i < n; i++) {
+		iov[i] = (struct iovec){ buf + (uint64_t)i * bs, bs };
+		w[i] = (struct waiter){ 0, 0 };
+		r[i] = (struct disk_req){
+			.op = DISK_WRITE, .offset = off + (uint64_t)i * bs,
+			.iov = &iov[i], .iovcnt = 1, .done = on_done,
+			.opaque = &w[i],
+		};
+		if (disk_submit(d, &r[i]))
+			w[i] = (struct waiter){ 1, -EINVAL };
+	}
+	disk_unplug_complete(d);
+	wait_all(d, w, n);
+	for (int i = 0; i < n; i++)
+		res[i] = w[i].done == 1 ? w[i].result : -EPROTO;
+}
+
+static void test_merge(void)
+{
+	const uint64_t size = 4 * MIB_;
+	const char *p = tpath("merge.img");
+	uint8_t *want = malloc(size), *got = malloc(size), *expect = malloc(size);
+	int res[MAX_FLIGHT], bad = 0;
+	unsigned long before;
+	struct disk *d;
+
+	write_file(p, size, 8);
+	CHECK(disk_open(p, &d) == 0, "open for merged writes");
+	if (!d)
+		goto out;
+	fill(want, 0, size, 9);
+	before = iocbs;
+	write_plugged(d, 0, want, 200, 4096, res);
+	for (int i = 0; i < 200; i++)
+		bad += res[i] != 0;
+	CHECK(!bad && iocbs - before < 10,
+	      "200 4 KiB writes in a row under one plug: a few iocbs");
+	/* Two runs with a gap, and one out of order. */
+	write_plugged(d, MIB_, want + MIB_, 40, 8192, res);
+	write_plugged(d, 2 * MIB_ + 8192, want + 2 * MIB_ + 8192, 20, 4096, res);
+	write_plugged(d, 2 * MIB_, want + 2 * MIB_, 1, 8192, res);
+	cache_view = CACHE_NONE;	/* read what the file holds */
+	fill(expect, 0, size, 8);	/* what write_file put there */
+	memcpy(expect, want, 200 * 4096);
+	memcpy(expect + MIB_, want + MIB_, 40 * 8192);
+	memcpy(expect + 2 * MIB_, want + 2 * MIB_, 8192 + 20 * 4096);
+	CHECK(bulk(d, DISK_READ, 0, got, size, 64 * 1024) == 0 &&
+	      !memcmp(got, expect, size),
+	      "each write landed where it belongs, and nothing else changed");
+	cache_view = CACHE_TRUE;
+	inject_eio = true;
+	before = iocbs;
+	write_plugged(d, 0, want, 8, 4096, res);
+	inject_eio = false;
+	bad = 0;
+	for (int i = 1; i < 8; i++)
+		bad += res[i] != 0;
+	CHECK(iocbs - before == 1 && res[0] == -EIO && !bad,
+	      "a merged write that fails: the first request gets the error, "
+	      "the others are retried on their own");
+	disk_close(d);
+out:
+	free(want);
+	free(got);
+	free(expect);
+}
+
 static void test_refusals(void)
 {
 	const char *p;
@@ -235,6 +327,30 @@ static void test_enospc(bool have_tmpfs)
 	CHECK(req_sync(d, DISK_WRITE_ZEROES, 0, NULL, 256 * 1024) == 0,
 	      "write-zeroes still works on a full file system (punching holes)");
 	disk_close(d);
+
+	/* The same, with the writes merged into a few iocbs. */
+	unlink(p);
+	fd = open(p, O_CREAT | O_WRONLY, 0644);
+	CHECK(fd >= 0 && !ftruncate(fd, 8 * MIB_), "a new sparse image");
+	close(fd);
+	if (!disk_open(p, &d)) {
+		int res[32];
+
+		ok = enospc = other = 0;
+		write_plugged(d, 0, buf, 32, 64 * 1024, res);
+		for (int i = 0; i < 32; i++) {
+			ok += res[i] == 0;
+			enospc += res[i] == -ENOSPC;
+			other += res[i] && res[i] != -ENOSPC;
+		}
+		CHECK(ok && enospc && !other && !res[0] && res[31] == -ENOSPC,
+		      "merged writes past the space: the first succeed, the "
+		      "others fail with ENOSPC");
+		CHECK(req_sync(d, DISK_READ, 0, got, sizeof(got)) == 0 &&
+		      !memcmp(got, buf, sizeof(got)),
+		      "what was written reads back");
+		disk_close(d);
+	}
 	umount2(dir, MNT_DETACH);
 	free(buf);
 }
@@ -324,9 +440,9 @@ static void test_page_cache(void)
 	      "a cached read completes within disk_unplug_complete");
 	cache_view = CACHE_NONE;
 	memset(got, 0, MIB_);
-	CHECK(!read_plugged(d, 3 * MIB_, got, MIB_, &result) && !result &&
-	      !memcmp(got, want + 3 * MIB_, MIB_),
-	      "an uncached one completes through the eventfd");
+	read_plugged(d, 3 * MIB_, got, MIB_, &result);
+	CHECK(!result && !memcmp(got, want + 3 * MIB_, MIB_),
+	      "an uncached one completes through libaio");
 
 	/* The file shrinks under lkvm while a page looks cached: the copy
 	 * faults (SIGBUS), and the read goes to the kernel, which reads
@@ -363,6 +479,7 @@ int main(void)
 	test_enospc(have_tmpfs);
 	test_eio();
 	test_page_cache();
+	test_merge();
 	tdir_remove();
 	return tap_done();
 }
