@@ -97,6 +97,10 @@ void disk_err(const struct disk *d, const char *fmt, ...)
  */
 void disk_map_open(struct disk *d);
 void disk_map_close(struct disk *d);
+/* The plug ends: what was found cached under it may not stay so. */
+void disk_map_forget(void);
+/* Does this thread hold d's plug? */
+bool disk_plugged(const struct disk *d);
 bool disk_map_read(struct disk *d, const struct iovec *iov,
 		   unsigned int cnt, uint64_t off);
 

@@ -611,6 +611,11 @@ static void push_plugged(struct disk *d)
 	plug.n = 0;
 }
 
+bool disk_plugged(const struct disk *d)
+{
+	return plug.d == d;
+}
+
 void disk_plug(struct disk *d)
 {
 	if (plug.d && plug.d != d)
@@ -635,6 +640,7 @@ static int unplug(struct disk *d)
 	if (plug.finished)
 		ret |= UNPLUG_FINISHED;
 	plug.d = NULL;
+	disk_map_forget();
 	plug.finished = false;
 	return ret;
 }

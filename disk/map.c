@@ -47,6 +47,7 @@
  * larger than what a core's L2 keeps of them anyway. */
 #define NT_MIN (256u * 1024)
 #define VEC_PAGES 256		/* mincore in steps of 1 MiB */
+#define WINDOW (1u << 20)
 
 /* The armed copy of this thread, for the SIGBUS handler. */
 static __thread struct {
@@ -129,6 +130,43 @@ static bool resident(struct disk *d, uint64_t off, uint64_t len)
 	return true;
 }
 
+/*
+ * A window found cached while this thread's plug lasts: the requests of
+ * one notification that fall in it need no mincore each (a system call
+ * that allocates a page, more than the copy of 4 KiB). A page evicted in
+ * the meantime is only read back by the fault.
+ */
+static __thread struct {
+	struct disk *d;
+	uint64_t lo, hi;
+} seen;
+
+void disk_map_forget(void)
+{
+	seen.d = NULL;
+}
+
+static bool cached(struct disk *d, uint64_t off, uint64_t len)
+{
+	uint64_t lo, hi;
+
+	if (!disk_plugged(d))
+		return resident(d, off, len);
+	if (seen.d == d && off >= seen.lo && off + len <= seen.hi)
+		return true;
+	lo = off & ~(uint64_t)(WINDOW - 1);
+	hi = (off + len + WINDOW - 1) & ~(uint64_t)(WINDOW - 1);
+	if (hi > d->map_len)
+		hi = d->map_len;
+	if (resident(d, lo, hi - lo)) {
+		seen.d = d;
+		seen.lo = lo;
+		seen.hi = hi;
+		return true;
+	}
+	return resident(d, off, len);
+}
+
 /* memcpy that writes dst's whole cache lines without reading them. */
 static void copy_nt(void *dst, const void *src, size_t n)
 {
@@ -193,7 +231,7 @@ bool disk_map_read(struct disk *d, const struct iovec *iov,
 			return false;
 	}
 	if (!d->map || !len || off > d->map_len || len > d->map_len - off ||
-	    !resident(d, off, len))
+	    !cached(d, off, len))
 		return false;
 	if (!guard.unblocked) {
 		sigset_t bus;
