@@ -132,14 +132,18 @@ static bool resident(struct disk *d, uint64_t off, uint64_t len)
 }
 
 /*
- * A window found cached while this thread's plug lasts: the requests of
- * one notification that fall in it need no mincore each (a system call
- * that allocates a page, more than the copy of 4 KiB). A page evicted in
- * the meantime is only read back by the fault.
+ * While this thread's plug lasts: where the last read ended, and a window
+ * found cached. A read that follows another asks mincore about the whole
+ * 1 MiB window around it, so that the next requests of one notification
+ * that fall in it need no mincore each (a system call that allocates a
+ * page, more than the copy of 4 KiB); a read elsewhere asks about its own
+ * pages only. A page evicted in the meantime is only read back by the
+ * fault.
  */
 static __thread struct {
-	struct disk *d;
-	uint64_t lo, hi;
+	const struct disk *d;
+	uint64_t end;			/* of the last read */
+	uint64_t lo, hi;		/* the window, or lo == hi */
 } seen;
 
 void disk_map_forget(void)
@@ -149,18 +153,27 @@ void disk_map_forget(void)
 
 static bool cached(struct disk *d, uint64_t off, uint64_t len)
 {
+	bool follows;
 	uint64_t lo, hi;
 
 	if (!disk_plugged(d))
 		return resident(d, off, len);
-	if (seen.d == d && off >= seen.lo && off + len <= seen.hi)
+	if (seen.d != d) {
+		seen.d = d;
+		seen.end = UINT64_MAX;
+		seen.lo = seen.hi = 0;
+	}
+	follows = off == seen.end;
+	seen.end = off + len;
+	if (off >= seen.lo && off + len <= seen.hi)
 		return true;
+	if (!follows)
+		return resident(d, off, len);
 	lo = off & ~(uint64_t)(WINDOW - 1);
 	hi = (off + len + WINDOW - 1) & ~(uint64_t)(WINDOW - 1);
 	if (hi > d->map_len)
 		hi = d->map_len;
 	if (resident(d, lo, hi - lo)) {
-		seen.d = d;
 		seen.lo = lo;
 		seen.hi = hi;
 		return true;
