@@ -44,8 +44,9 @@ extern const struct disk_ops disk_qcow2_ops;
 
 struct disk_part {
 	struct iocb cb;
-	struct disk_req *req;
+	struct disk_req *req;		/* NULL: parts merged into one iocb */
 	struct disk_part *next;		/* waiting for a free iocb slot */
+	struct disk_part *chain;	/* the merged parts, in file order */
 	uint64_t len;			/* bytes the iocb moves */
 	int iovcnt;
 	struct iovec iov[];
@@ -76,11 +77,32 @@ struct disk {
 	bool fdsync;			/* IOCB_CMD_FDSYNC accepted so far */
 
 	unsigned long busy;		/* accepted, done() not yet run; atomic */
+
+	/* disk/map.c: the image mapped read-only, or NULL. */
+	char *map;
+	uint64_t map_len;
+	uint64_t map_copied;		/* since page tables were last dropped */
 };
 
 /* Reports a problem with the image: "lkvm: disk 'PATH': ..." */
 void disk_err(const struct disk *d, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+
+/*
+ * Reads from the page cache through a mapping of the image (disk/map.c).
+ * disk_map_read copies [off, off + the iovec's length) into iov when
+ * every page of it is cached and readable, and returns false, having
+ * done nothing that counts, otherwise: the caller then reads through
+ * libaio. iov must be writable memory.
+ */
+void disk_map_open(struct disk *d);
+void disk_map_close(struct disk *d);
+/* The plug ends: what was found cached under it may not stay so. */
+void disk_map_forget(void);
+/* Does this thread hold d's plug? */
+bool disk_plugged(const struct disk *d);
+bool disk_map_read(struct disk *d, const struct iovec *iov,
+		   unsigned int cnt, uint64_t off);
 
 /* Request bookkeeping. */
 uint64_t disk_req_bytes(const struct disk_req *r);

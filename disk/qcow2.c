@@ -759,6 +759,7 @@ static int map_fast(struct disk *d, bool write, uint64_t off, uint64_t len,
  * Reads and overwrites whose clusters are mapped go to libaio with the
  * metadata lock released: the submitter only try-locks (it never waits
  * behind the worker), the worker takes the lock and may load tables.
+ * Reads of data clusters in the page cache are copied right here.
  */
 static bool try_fast(struct disk *d, struct disk_req *r, bool worker)
 {
@@ -791,6 +792,11 @@ static bool try_fast(struct disk *d, struct disk_req *r, bool worker)
 			continue;
 		}
 		k = iov_cur_take(&c, ext[i].len, slice, IOV_MAX);
+		/* Cached data clusters are copied from the image's
+		 * mapping (disk/map.c). */
+		if (k > 0 && r->op == DISK_READ && r->ram &&
+		    disk_map_read(d, slice, (unsigned int)k, ext[i].host))
+			continue;
 		p = k < 0 ? NULL : disk_part_new(r, op, ext[i].host, slice, k);
 		if (!p) {
 			err = -ENOMEM;

@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Raw images: the guest's sector N is the file's byte N * 512. Reads and
- * writes go to the kernel as iocbs, many in flight; flush is an
- * IOCB_CMD_FDSYNC (or fdatasync in the worker where the kernel refuses
- * it); discard and write-zeroes are fallocate calls in the worker.
+ * Raw images: the guest's sector N is the file's byte N * 512. Reads of
+ * pages in the page cache are copied from a mapping of the image
+ * (disk/map.c); other reads and writes go to the kernel as iocbs, many in
+ * flight; flush is an IOCB_CMD_FDSYNC (or fdatasync in the worker where
+ * the kernel refuses it); discard and write-zeroes are fallocate calls in
+ * the worker.
  */
 #include "disk-int.h"
 
@@ -34,6 +36,11 @@ static void raw_rw(struct disk *d, struct disk_req *r)
 	unsigned int i = 0;
 	int n = 0;
 
+	if (r->op == DISK_READ && r->ram &&
+	    disk_map_read(d, r->iov, r->iovcnt, r->offset)) {
+		disk_req_put(d, r, 0);
+		return;
+	}
 	/* One iocb holds at most IOV_MAX buffers. */
 	while (i < r->iovcnt) {
 		unsigned int cnt = r->iovcnt - i;

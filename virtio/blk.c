@@ -7,10 +7,13 @@
  * and a status byte at the very end of the device-writable part. The
  * header and the status may share buffers with the data or not; nothing
  * here assumes a layout (2.7.4). Reads and writes go to the backend with
- * the guest's buffers as the iovec, so data is never copied; up to a
- * queue's worth of requests are in flight, and completions arrive on the
- * backend's eventfd in the device's I/O thread, which returns them and
- * interrupts the driver once per batch.
+ * the guest's buffers as the iovec, so data is copied once, between them
+ * and the host's page cache; up to a queue's worth of requests are in
+ * flight, and completions arrive on the backend's eventfd in the device's
+ * I/O thread, which returns them and interrupts the driver once per
+ * batch. Reads the backend serves from the page cache right away
+ * complete before the notification's handler returns, with one interrupt
+ * for all of them.
  *
  * Errors: a request the host cannot do (EIO, ENOSPC...) returns
  * VIRTIO_BLK_S_IOERR and the device goes on; so do ranges past the end,
@@ -143,6 +146,32 @@ static void disk_done(struct disk_req *dr, int result)
 	finish(r, result ? BLK_S_IOERR : BLK_S_OK);
 }
 
+/*
+ * Is each buffer in guest RAM that lkvm may write (not ROM, which is
+ * mapped read-only)? The backend may then fill it with memcpy; otherwise
+ * only the kernel writes it, and refuses read-only pages with EFAULT.
+ */
+static bool writable_ram(struct machine *m, const struct iovec *iov,
+			 unsigned int n)
+{
+	for (unsigned int i = 0; i < n; i++) {
+		const char *p = iov[i].iov_base;
+		unsigned int k;
+
+		for (k = 0; k < m->nmem; k++) {
+			const struct mem_region *mr = &m->mem[k];
+			const char *h = mr->host;
+
+			if (p >= h && (uint64_t)(p - h) <= mr->size &&
+			    iov[i].iov_len <= mr->size - (uint64_t)(p - h))
+				break;
+		}
+		if (k == m->nmem || m->mem[k].readonly)
+			return false;
+	}
+	return true;
+}
+
 static void submit(struct blk_req *r, enum disk_op op, uint64_t offset,
 		   uint64_t len, unsigned int iovcnt)
 {
@@ -154,6 +183,7 @@ static void submit(struct blk_req *r, enum disk_op op, uint64_t offset,
 		.len = len,
 		.iov = r->iov,
 		.iovcnt = iovcnt,
+		.ram = op == DISK_READ && writable_ram(b->d->m, r->iov, iovcnt),
 		.done = disk_done,
 		.opaque = r,
 	};
@@ -284,33 +314,40 @@ static void blk_notify(struct virtio_dev *d, struct virtq *vq)
 	struct blk *b = d->priv;
 	bool started = false;
 
-	disk_plug(b->disk);
-again:
-	virtq_kicks_off(vq);
-	while (b->free) {
-		struct blk_req *r = b->free;
+	for (;;) {
+		disk_plug(b->disk);
+	again:
+		virtq_kicks_off(vq);
+		while (b->free) {
+			struct blk_req *r = b->free;
 
-		r->c.iov = r->iov;
-		r->c.cap = VIRTQ_MAX_SEGS;
-		if (virtio_pop(d, vq, &r->c) <= 0)
-			break;
-		b->free = r->next_free;
-		r->vq = vq;
-		started = true;
-		if (!start(r)) {
-			put_req(b, r);
-			virtio_dev_error(d, vq, -VIRTQ_E_FRAMING);
-			break;
+			r->c.iov = r->iov;
+			r->c.cap = VIRTQ_MAX_SEGS;
+			if (virtio_pop(d, vq, &r->c) <= 0)
+				break;
+			b->free = r->next_free;
+			r->vq = vq;
+			started = true;
+			if (!start(r)) {
+				put_req(b, r);
+				virtio_dev_error(d, vq, -VIRTQ_E_FRAMING);
+				break;
+			}
 		}
+		if (!b->free) {
+			/* Completions will free requests and come back
+			 * here; kicks stay off until then. */
+			b->starved = true;
+		} else if (virtq_kicks_on(vq)) {
+			goto again;
+		}
+		/* Reads served from the page cache finish here, without a
+		 * trip through the completion eventfd. */
+		disk_unplug_complete(b->disk);
+		if (!b->starved || !b->free || !virtq_ready(vq))
+			break;
+		b->starved = false;	/* they freed requests: go on */
 	}
-	if (!b->free) {
-		/* Completions will free requests and come back here; kicks
-		 * stay off until then. */
-		b->starved = true;
-	} else if (virtq_kicks_on(vq)) {
-		goto again;
-	}
-	disk_unplug(b->disk);
 	if (started)
 		virtio_queue_done(d, vq);
 }
@@ -521,9 +558,11 @@ static void blk_exit(struct machine *m)
 }
 
 /* Discard and write-zeroes punch or zero ranges of the image
- * (disk/disk.c, disk/qcow2.c), on whichever thread runs the request. */
+ * (disk/disk.c, disk/qcow2.c), on whichever thread runs the request;
+ * reads ask which pages of the image are cached (disk/map.c). */
 static const struct seccomp_rule blk_seccomp[] = {
 	SECCOMP_SYSCALL(fallocate, SECCOMP_ALL),
+	SECCOMP_SYSCALL(mincore, SECCOMP_ALL),
 	SECCOMP_END,
 };
 

@@ -37,6 +37,9 @@ struct disk_req {
 	/* result: 0, or -errno. Runs in the thread calling disk_complete. */
 	void (*done)(struct disk_req *r, int result);
 	void *opaque;
+	/* READ: iov is writable memory the backend may fill with memcpy
+	 * (not only through the kernel, which refuses read-only pages). */
+	bool ram;
 	/* Owned by the backend while the request is in flight. */
 	void *priv[4];
 };
@@ -70,7 +73,8 @@ const struct disk_info *disk_info(const struct disk *d);
 
 /* -EROFS for writes to a read-only disk, -EINVAL for ranges past the
  * end; such requests are refused without calling done(). Otherwise done()
- * runs exactly once, in disk_complete(), never inside disk_submit(). A
+ * runs exactly once, in disk_complete() (or disk_unplug_complete()),
+ * never inside disk_submit(). A
  * FLUSH covers the writes completed before it was submitted. */
 int disk_submit(struct disk *d, struct disk_req *r);
 /*
@@ -80,6 +84,13 @@ int disk_submit(struct disk *d, struct disk_req *r);
  */
 void disk_plug(struct disk *d);
 void disk_unplug(struct disk *d);
+/*
+ * disk_unplug, and then done() right here for the requests that finished
+ * while plugged (reads served from the host's page cache, and the
+ * buffered I/O that the kernel did within io_submit), instead of after a
+ * trip through the eventfd. Their done() may submit more.
+ */
+void disk_unplug_complete(struct disk *d);
 int disk_completion_fd(const struct disk *d);
 void disk_complete(struct disk *d);
 

@@ -116,6 +116,7 @@ static inline int req_sync(struct disk *d, enum disk_op op, uint64_t off,
 	struct disk_req r = {
 		.op = op, .offset = off, .len = len,
 		.iov = &iov, .iovcnt = (op == DISK_READ || op == DISK_WRITE),
+		.ram = true,	/* heap memory, as guest RAM */
 		.done = on_done, .opaque = &w,
 	};
 	int ret = disk_submit(d, &r);
@@ -128,6 +129,20 @@ static inline int req_sync(struct disk *d, enum disk_op op, uint64_t off,
 }
 
 #define MAX_FLIGHT	256
+
+/* Waits until each of w[0..n) is done. */
+static inline void wait_all(struct disk *d, const struct waiter *w, int n)
+{
+	for (;;) {
+		int finished = 0;
+
+		for (int i = 0; i < n; i++)
+			finished += w[i].done;
+		if (finished == n)
+			return;
+		wait_fd(d);
+	}
+}
 
 /*
  * Moves [0, len) of buf to or from the disk at base, in requests of about
@@ -144,7 +159,7 @@ static inline int bulk(struct disk *d, enum disk_op op, uint64_t base, uint8_t *
 	int first = 0;
 
 	while (off < len) {
-		int n = 0, finished = 0;
+		int n = 0;
 
 		for (; n < MAX_FLIGHT && off < len; n++) {
 			uint64_t k = MIN(chunk, len - off), a = k / 3 & ~7ull, b = k / 5;
@@ -155,7 +170,8 @@ static inline int bulk(struct disk *d, enum disk_op op, uint64_t base, uint8_t *
 			w[n] = (struct waiter){ 0, 0 };
 			r[n] = (struct disk_req){
 				.op = op, .offset = base + off, .iov = iov[n],
-				.iovcnt = 3, .done = on_done, .opaque = &w[n],
+				.iovcnt = 3, .ram = true,
+				.done = on_done, .opaque = &w[n],
 			};
 			if (disk_submit(d, &r[n])) {
 				w[n].done = 1;
@@ -163,13 +179,7 @@ static inline int bulk(struct disk *d, enum disk_op op, uint64_t base, uint8_t *
 			}
 			off += k;
 		}
-		while (finished < n) {
-			finished = 0;
-			for (int i = 0; i < n; i++)
-				finished += w[i].done;
-			if (finished < n)
-				wait_fd(d);
-		}
+		wait_all(d, w, n);
 		for (int i = 0; i < n; i++) {
 			if (w[i].done != 1 && !first)
 				first = -EPROTO;
