@@ -128,9 +128,9 @@ start_vsock() {
 	grep -qx 'dev.virtio-vsock.errors 5' <<<"$output"
 	# And the device still works.
 	run python3 "$HOSTPY" echo "$TMP/v.sock" 1234 1000
-	[ "$status" -eq 0 ]
+	[ "$status" -eq 0 ] || { echo "$output"; cat "$TMP/bad.log"; false; }
 	run "$LKVM" wait bad
-	[ "$status" -eq 0 ]
+	[ "$status" -eq 0 ] || { echo "wait: $status $output"; cat "$TMP/bad.log"; false; }
 }
 
 @test "vsock: the check passes on every transport" {

@@ -59,6 +59,9 @@ static uint64_t cid, rx_area, tx_page, ev_page;
 static uint16_t rx_slot[VQ_SIZE_MAX];
 static struct gconn conns[MAXC];
 static uint32_t listen_port, sessions, echoed, resets_seen;
+/* The last echo session the host's end of stream ended: the device tells
+ * that end once, so another SHUTDOWN for it is a device fault. */
+static uint32_t ended_lport, ended_rport;
 
 static bool memchr_nl(const char *s, uint32_t len)
 {
@@ -160,6 +163,13 @@ static bool handle(const struct hdr *h, const uint8_t *data, uint32_t got, char 
 	struct gconn *c = find(h->dst_port, h->src_port);
 	if (h->op == OP_RST)
 		resets_seen++;
+	if (h->op == OP_SHUTDOWN &&
+	    ((c && c->echo && c->peer_done) ||
+	     (!c && ended_rport && h->dst_port == ended_lport && h->src_port == ended_rport))) {
+		ksnprintf(msg, n, "%s: the device told the end of the host's stream twice "
+			  "(port %u -> %u)", vd->name, h->src_port, h->dst_port);
+		return false;
+	}
 	if (!c) {
 		if (h->op == OP_REQUEST && h->dst_port == listen_port &&
 		    (c = conn_new(h->dst_port, h->src_port))) {
@@ -258,6 +268,8 @@ static bool flush_echo(char *msg, size_t n)
 		if (c->used && c->echo && c->peer_done && !c->blen) {
 			sessions++;
 			c->used = false;
+			ended_lport = c->lport;
+			ended_rport = c->rport;
 			if (!vs_send(NULL, c->lport, c->rport, OP_RST, 0, NULL, 0, msg, n))
 				return false;
 			continue;
@@ -551,6 +563,7 @@ int check_virtio_vsock(char *msg, size_t n)
 	if (!start(msg, n))
 		return FAIL;
 	sessions = echoed = resets_seen = 0;
+	ended_lport = ended_rport = 0;
 	uint64_t refused = 1, port = 0, wait = 0, want = 1, connect = 0, bad = 0, reset = 0,
 		 flood_port = 0;
 	vd_param_u64("vsock_flood", &flood_port);
