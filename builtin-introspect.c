@@ -196,17 +196,6 @@ static int do_read(struct kvmi_conn *c, uint64_t gpa, uint64_t len,
 	return err ? failed("read", err) : 0;
 }
 
-static int hexval(char ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	if (ch >= 'a' && ch <= 'f')
-		return ch - 'a' + 10;
-	if (ch >= 'A' && ch <= 'F')
-		return ch - 'A' + 10;
-	return -1;
-}
-
 static int do_write(struct kvmi_conn *c, uint64_t gpa, const unsigned char *b,
 		    size_t len)
 {
@@ -830,7 +819,7 @@ int cmd_introspect(int argc, char **argv)
 		if (!wbuf)
 			return failed("write", -ENOMEM);
 		for (size_t i = 0; i < n; i += 2) {
-			int hi = hexval(pos[2][i]), lo = hexval(pos[2][i + 1]);
+			int hi = hex_digit(pos[2][i]), lo = hex_digit(pos[2][i + 1]);
 
 			if (hi < 0 || lo < 0) {
 				fprintf(stderr, "lkvm introspect: write HEX: '%s' is not hex\n",

@@ -8,17 +8,7 @@
 #include <sys/wait.h>
 
 #include "init.h"
-
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
+#include "lkvm/util.h"
 
 int init_unhex(const char *hex, char *out, size_t outlen)
 {
@@ -27,7 +17,7 @@ int init_unhex(const char *hex, char *out, size_t outlen)
 	if (n % 2 || n / 2 >= outlen)
 		return -1;
 	for (size_t i = 0; i < n; i += 2) {
-		int hi = hexval(hex[i]), lo = hexval(hex[i + 1]);
+		int hi = hex_digit(hex[i]), lo = hex_digit(hex[i + 1]);
 
 		if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
 			return -1;

@@ -412,17 +412,6 @@ static const char target_xml[] =
 
 /* ---- hex ---------------------------------------------------------------------- */
 
-static int unhex(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 static char *put_hex(char *o, const uint8_t *b, size_t n)
 {
 	static const char d[] = "0123456789abcdef";
@@ -438,7 +427,7 @@ static char *put_hex(char *o, const uint8_t *b, size_t n)
 static bool get_hex(const char **p, uint8_t *b, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
-		int hi = unhex((*p)[0]), lo = hi < 0 ? -1 : unhex((*p)[1]);
+		int hi = hex_digit((*p)[0]), lo = hi < 0 ? -1 : hex_digit((*p)[1]);
 
 		if (lo < 0)
 			return false;
@@ -454,10 +443,10 @@ static bool get_num(const char **p, uint64_t *v)
 	unsigned int n = 0;
 
 	*v = 0;
-	while (unhex(**p) >= 0) {
+	while (hex_digit(**p) >= 0) {
 		if (++n > 16)
 			return false;
-		*v = *v << 4 | (uint64_t)unhex(**p);
+		*v = *v << 4 | (uint64_t)hex_digit(**p);
 		(*p)++;
 	}
 	return n > 0;
@@ -1149,7 +1138,7 @@ static bool receive(struct gdb *g, const uint8_t *buf, size_t n)
 			break;
 		case RX_CSUM1:
 		case RX_CSUM2: {
-			int d = unhex((char)c);
+			int d = hex_digit((char)c);
 
 			if (d < 0) {
 				drop_client(g, "bad checksum digit");

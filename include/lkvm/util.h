@@ -38,6 +38,18 @@ bool parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out);
  */
 int read_file(const char *path, size_t max_size, void **buf, size_t *size);
 
+/* The value of a hex digit, or -1 (inline: guest/init uses it too). */
+static inline int hex_digit(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
 /* A hex dump, 16 bytes a line, addresses from addr, ASCII on the right. */
 void hexdump(FILE *f, uint64_t addr, const void *buf, size_t len);
 
