@@ -13,8 +13,6 @@
 #include <errno.h>
 #include <limits.h>
 #include <linux/futex.h>
-#include <limits.h>
-#include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -25,9 +23,7 @@
 #include <sys/mman.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
-#include <sys/syscall.h>
 #include <sys/sysinfo.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "lkvm/arch.h"
@@ -741,6 +737,15 @@ static void *ap_thread(void *arg)
 	return NULL;
 }
 
+/* The signals that stop the machine, which the main loop reads. */
+static void stop_signals(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGHUP);
+}
+
 /* Threads inherit the mask: stop signals come through the main loop's
  * signalfd (a stop signal meanwhile stays pending until it reads it),
  * kicks reach only vCPU threads. */
@@ -748,10 +753,7 @@ static void block_signals(void)
 {
 	sigset_t set;
 
-	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGHUP);
+	stop_signals(&set);
 	sigaddset(&set, SIG_KICK);
 	sigprocmask(SIG_BLOCK, &set, NULL);
 }
@@ -838,10 +840,7 @@ static void *main_loop(void *arg)
 	int sfd;
 
 	pthread_setname_np(pthread_self(), "main-loop");
-	sigemptyset(&stop_set);
-	sigaddset(&stop_set, SIGINT);
-	sigaddset(&stop_set, SIGTERM);
-	sigaddset(&stop_set, SIGHUP);
+	stop_signals(&stop_set);
 	sfd = signalfd(-1, &stop_set, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (sfd < 0 || machine_watch_fd(m, sfd, on_signal, NULL) ||
 	    machine_watch_fd(m, m->wake_fd, on_wake, NULL)) {
@@ -879,27 +878,25 @@ int machine_run(struct machine *m,
 
 	m->run_end = end;
 	m->run_end_arg = arg;
-	if (!m->ncpus) {
-		machine_stop(m, LKVM_EXIT_ERROR);
-		main_loop(m);
-		return m->exit_status;
-	}
 	/* vCPU 0 goes into the guest at once; the APs and the main loop
 	 * start beside it. */
 	flag_give(&m->vcpus_go);
-	m->vcpus[0].thread = pthread_self();
-	m->vcpus[0].started = true;
-	err = pthread_create(&loop, NULL, main_loop, m);
-	if (err) {
+	if (m->ncpus) {
+		m->vcpus[0].thread = pthread_self();
+		m->vcpus[0].started = true;
+		err = pthread_create(&loop, NULL, main_loop, m);
+		if (!err) {
+			vcpu_run_loop(&m->vcpus[0]);
+			flag_give(&m->vcpu0_done);
+			pthread_join(loop, NULL);
+			return m->exit_status;
+		}
 		pr_err("cannot start the main loop: %s", strerror(err));
 		m->vcpus[0].started = false;
-		machine_stop(m, LKVM_EXIT_ERROR);
-		main_loop(m);
-		return m->exit_status;
 	}
-	vcpu_run_loop(&m->vcpus[0]);
-	flag_give(&m->vcpu0_done);
-	pthread_join(loop, NULL);
+	/* No vCPU, or no thread for the main loop: the run ends here. */
+	machine_stop(m, LKVM_EXIT_ERROR);
+	main_loop(m);
 	return m->exit_status;
 }
 
@@ -908,12 +905,8 @@ void machine_exit(struct machine *m)
 	unsigned int n;
 	const struct device_ops *const *devs = device_list(&n);
 
-	/* Set-up failed after the vCPU threads started. */
-	if (m->vcpus && m->ncpus && m->vcpus[0].started) {
-		machine_stop(m, LKVM_EXIT_ERROR);
-		join_vcpus(m);
-	}
-	/* Set-up failed after the APs' threads started. */
+	/* Set-up failed after the APs' threads started (vCPU 0 runs only
+	 * inside machine_run(), which joins every vCPU). */
 	for (unsigned int i = 1; m->vcpus && i < m->ncpus; i++) {
 		if (m->vcpus[i].started) {
 			machine_stop(m, LKVM_EXIT_ERROR);
