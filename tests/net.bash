@@ -51,6 +51,22 @@ wait_bg() {
 	cat "$TMP/out" "$TMP/err"
 }
 
+# host_reaches_forward PORT SECS: the guest started as BGPID (console in
+# $TMP/out) serves within SECS; a host TCP connection to 127.0.0.1:PORT
+# reaches its listener through the forward, a second one ends its serve
+# loop, and the guest passes its serve check.
+host_reaches_forward() {
+	wait_for "$TMP/out" 'serving at 10\.0\.2\.15' "$2" || return 1
+	run "$NETCLIENT" tcp 127.0.0.1 "$1" hello-through-slirp
+	echo "$output"
+	[ "$status" -eq 0 ] || return 1
+	run "$NETCLIENT" tcp 127.0.0.1 "$1" quit
+	[ "$status" -eq 0 ] || return 1
+	wait_bg
+	[ "$rc" -eq 0 ] || return 1
+	grep -q '^ok 2 - virtio-net-serve' "$TMP/out"
+}
+
 # Whatever a test left running: the guest, the echo server, the namespace.
 net_teardown() {
 	[ -n "${BGPID:-}" ] && kill -KILL "$BGPID" 2>/dev/null

@@ -78,15 +78,7 @@ need_netns() {
 		-p "tests=virtio-net-dhcp,virtio-net-serve net_serve=30" \
 		</dev/null >"$TMP/out" 2>"$TMP/err" &
 	BGPID=$!
-	wait_for "$TMP/out" 'serving at 10\.0\.2\.15' 30
-	run "$NETCLIENT" tcp 127.0.0.1 "$port" hello-through-slirp
-	echo "$output"
-	[ "$status" -eq 0 ]
-	run "$NETCLIENT" tcp 127.0.0.1 "$port" quit
-	[ "$status" -eq 0 ]
-	wait_bg
-	[ "$rc" -eq 0 ]
-	grep -q '^ok 2 - virtio-net-serve' "$TMP/out"
+	host_reaches_forward "$port" 30
 	grep -qE 'answered .* [1-9][0-9]* TCP' "$TMP/out"
 }
 

@@ -43,15 +43,7 @@ teardown() { net_teardown; }
 		-netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$port-:7" \
 		-device virtio-net-pci,netdev=n0 >"$TMP/out" 2>"$TMP/err" &
 	BGPID=$!
-	wait_for "$TMP/out" 'serving at 10\.0\.2\.15' 60
-	run "$NETCLIENT" tcp 127.0.0.1 "$port" hello-through-slirp
-	echo "$output"
-	[ "$status" -eq 0 ]
-	run "$NETCLIENT" tcp 127.0.0.1 "$port" quit
-	[ "$status" -eq 0 ]
-	wait_bg
-	[ "$rc" -eq 0 ]
-	grep -q '^ok 2 - virtio-net-serve' "$TMP/out"
+	host_reaches_forward "$port" 60
 }
 
 @test "qemu microvm, -netdev tap: in a namespace the host pings the guest and gets its UDP echo" {
