@@ -38,6 +38,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 
 #define X32_SYSCALL_BIT 0x40000000u
 #define ARG_LO(n) ((unsigned int)(offsetof(struct seccomp_data, args) + 8 * (n)))
@@ -49,10 +50,16 @@ struct prog {
 	bool oom;
 };
 
-/* The calls of one number: `always` when one rule has no condition. */
+/*
+ * The calls of one number. hit: the search answers it at its leaf with
+ * the program's hit action (ALLOW in an allowlist, TRAP in a narrowing
+ * program); otherwise the leaf jumps to the call's block of argument
+ * tests: ALLOW when one of rules holds, or, inverted, TRAP when one
+ * does.
+ */
 struct call {
 	int nr;
-	bool always;
+	bool hit, inverted;
 	const struct seccomp_rule **rules;
 	size_t nrules;
 	unsigned int ja;	/* its leaf's jump to its block */
@@ -119,6 +126,12 @@ static int sort_by_nr(const struct seccomp_rule **rules, size_t n)
 	return 0;
 }
 
+/* A program's two answers: where its tests find nothing (miss), and
+ * where one matches (hit). */
+struct answers {
+	unsigned int miss, hit;
+};
+
 /* The argument test a conditional rule makes, as masks and values on the
  * two 32-bit halves of the argument. */
 static void rule_test(const struct seccomp_rule *r, unsigned int *arg,
@@ -180,12 +193,14 @@ static int by_load(const void *a, const void *b)
 }
 
 /*
- * The conditional rules of one call: ALLOW when one holds, TRAP
- * otherwise. Tests of an argument's low half alone (ioctl requests,
- * flags) share the load of that argument and a RET ALLOW at the end;
- * tests of both halves end in their own.
+ * The conditional rules of one call: the hit action (ALLOW in an
+ * allowlist) when one holds, the miss action otherwise. Tests of an
+ * argument's low half alone (ioctl requests, flags) share the load of
+ * that argument and a RET of the hit action at the end; tests of both
+ * halves (only in an allowlist) end in their own RET ALLOW.
  */
-static int emit_block(struct prog *p, const struct seccomp_rule **r, size_t n)
+static int emit_block(struct prog *p, const struct seccomp_rule **r, size_t n,
+		      const struct answers *a)
 {
 	unsigned int *jumps = calloc(n ? n : 1, sizeof(*jumps)), nj = 0;
 	unsigned int cur_arg = ~0u, cur_mask = 0;
@@ -212,9 +227,9 @@ static int emit_block(struct prog *p, const struct seccomp_rule **r, size_t n)
 	for (size_t k = 0; k < n; k++)
 		if (!low_only(r[k]))
 			emit_test(p, r[k]);
-	ret(p, SECCOMP_RET_TRAP);
+	ret(p, a->miss);
 	if (nj)
-		ret(p, SECCOMP_RET_ALLOW);
+		ret(p, a->hit);
 	for (unsigned int k = 0; !p->oom && k < nj; k++) {
 		unsigned int d = p->len - 2 - jumps[k];
 
@@ -231,16 +246,16 @@ static int emit_block(struct prog *p, const struct seccomp_rule **r, size_t n)
 /* Instructions the search over calls [lo, hi) takes (emit_search). */
 static unsigned int search_len(const struct call *c, size_t lo, size_t hi)
 {
-	unsigned int len = 1, left;	/* a leaf ends in TRAP */
+	unsigned int len = 1, left;	/* a leaf ends in the miss action */
 	size_t mid;
-	bool allow = false;
+	bool hit = false;
 
 	if (hi - lo <= LEAF) {
 		for (size_t k = lo; k < hi; k++) {
-			len += c[k].always ? 1 : 2;
-			allow |= c[k].always;
+			len += c[k].hit ? 1 : 2;
+			hit |= c[k].hit;
 		}
-		return len + allow;
+		return len + hit;
 	}
 	mid = lo + (hi - lo) / 2;
 	left = search_len(c, lo, mid);
@@ -251,20 +266,21 @@ static unsigned int search_len(const struct call *c, size_t lo, size_t hi)
  * The binary search over calls [lo, hi), the number in the accumulator.
  * A node: JGE on its middle call's number, to the upper half (through a
  * JA when the lower half is out of a conditional jump's reach). A leaf:
- * JEQ per call, to a shared RET ALLOW or to a JA to the call's block;
- * no match: TRAP.
+ * JEQ per call, to a shared RET of the hit action or to a JA to the
+ * call's block; no match: the miss action.
  */
-static void emit_search(struct prog *p, struct call *c, size_t lo, size_t hi)
+static void emit_search(struct prog *p, struct call *c, size_t lo, size_t hi,
+			const struct answers *a)
 {
 	size_t mid = lo + (hi - lo) / 2;
 	unsigned int left, at;
 
 	if (hi - lo <= LEAF) {
-		unsigned int allows[LEAF], na = 0;
+		unsigned int hits[LEAF], nh = 0;
 
 		for (size_t k = lo; k < hi; k++) {
-			if (c[k].always) {
-				allows[na++] = p->len;
+			if (c[k].hit) {
+				hits[nh++] = p->len;
 				emit(p, BPF_JMP | BPF_JEQ | BPF_K, 0, 0,
 				     (unsigned int)c[k].nr);
 				continue;
@@ -274,72 +290,66 @@ static void emit_search(struct prog *p, struct call *c, size_t lo, size_t hi)
 			c[k].ja = p->len;
 			emit(p, BPF_JMP | BPF_JA, 0, 0, 0);
 		}
-		ret(p, SECCOMP_RET_TRAP);
-		if (na)
-			ret(p, SECCOMP_RET_ALLOW);
-		for (unsigned int k = 0; !p->oom && k < na; k++)
-			p->insn[allows[k]].jt =
-				(unsigned char)(p->len - 2 - allows[k]);
+		ret(p, a->miss);
+		if (nh)
+			ret(p, a->hit);
+		for (unsigned int k = 0; !p->oom && k < nh; k++)
+			p->insn[hits[k]].jt =
+				(unsigned char)(p->len - 2 - hits[k]);
 		return;
 	}
 	left = search_len(c, lo, mid);
 	if (left <= 255) {
 		emit(p, BPF_JMP | BPF_JGE | BPF_K, (unsigned char)left, 0,
 		     (unsigned int)c[mid].nr);
-		emit_search(p, c, lo, mid);
+		emit_search(p, c, lo, mid, a);
 	} else {
 		emit(p, BPF_JMP | BPF_JGE | BPF_K, 0, 1,
 		     (unsigned int)c[mid].nr);
 		at = p->len;
 		emit(p, BPF_JMP | BPF_JA, 0, 0, 0);
-		emit_search(p, c, lo, mid);
+		emit_search(p, c, lo, mid, a);
 		if (!p->oom)
 			p->insn[at].k = p->len - at - 1;
 	}
-	emit_search(p, c, mid, hi);
+	emit_search(p, c, mid, hi, a);
 }
 
-/* The calls of the n rules (sorted by number): the search, then the
- * conditional calls' blocks. */
-static int emit_calls(struct prog *p, const struct seccomp_rule **rules,
-		      size_t n)
+static const struct answers allowlist = {
+	.miss = SECCOMP_RET_TRAP, .hit = SECCOMP_RET_ALLOW,
+};
+static const struct answers inverted = {
+	.miss = SECCOMP_RET_ALLOW, .hit = SECCOMP_RET_TRAP,
+};
+
+/* The search over the nc calls, then the blocks of those that are not
+ * hits. */
+static int emit_calls(struct prog *p, struct call *c, size_t nc,
+		      const struct answers *a)
 {
-	struct call *c = calloc(n ? n : 1, sizeof(*c));
-	size_t nc = 0;
 	int err = 0;
 
-	if (!c)
-		return -ENOMEM;
-	for (size_t i = 0, j; i < n; i = j) {
-		bool always = false;
-
-		for (j = i; j < n && rules[j]->nr == rules[i]->nr; j++)
-			always |= rules[j]->match == SECCOMP_ARG_ANY;
-		if (rules[i]->nr == __NR_clone3)
-			continue;	/* answered before the search */
-		c[nc++] = (struct call){ .nr = rules[i]->nr, .always = always,
-					 .rules = rules + i, .nrules = j - i };
-	}
 	if (nc)
-		emit_search(p, c, 0, nc);
+		emit_search(p, c, 0, nc, a);
 	else
-		ret(p, SECCOMP_RET_TRAP);
+		ret(p, a->miss);
 	for (size_t k = 0; !err && !p->oom && k < nc; k++) {
-		if (c[k].always)
+		if (c[k].hit)
 			continue;
 		p->insn[c[k].ja].k = p->len - c[k].ja - 1;
-		err = emit_block(p, c[k].rules, c[k].nrules);
+		err = emit_block(p, c[k].rules, c[k].nrules,
+				 c[k].inverted ? &inverted : &allowlist);
 	}
-	free(c);
 	return err;
 }
 
-int seccomp_bpf_build(const struct seccomp_rule *const *tables,
-		      unsigned int ntables, unsigned int classes,
-		      struct sock_fprog *out)
+/* The rules of tables that name one of classes, sorted by number, in
+ * *out (malloc'd); their count, or -errno. */
+static ssize_t collect(const struct seccomp_rule *const *tables,
+		       unsigned int ntables, unsigned int classes,
+		       const struct seccomp_rule ***out)
 {
 	const struct seccomp_rule **rules = NULL;
-	struct prog p = { 0 };
 	size_t n = 0, cap = 0;
 	int err;
 
@@ -372,6 +382,60 @@ int seccomp_bpf_build(const struct seccomp_rule *const *tables,
 		free(rules);
 		return err;
 	}
+	*out = rules;
+	return (ssize_t)n;
+}
+
+/* Rules [i, *end) share rules[i]'s number; whether one has no condition. */
+static bool same_nr(const struct seccomp_rule **rules, size_t n, size_t i,
+		    size_t *end)
+{
+	bool any = false;
+	size_t j;
+
+	for (j = i; j < n && rules[j]->nr == rules[i]->nr; j++)
+		any |= rules[j]->match == SECCOMP_ARG_ANY;
+	*end = j;
+	return any;
+}
+
+static int finish(struct prog *p, int err, struct sock_fprog *out)
+{
+	if (err || p->oom || p->len > BPF_MAXINSNS) {
+		free(p->insn);
+		return err ? err : p->oom ? -ENOMEM : -E2BIG;
+	}
+	out->len = (unsigned short)p->len;
+	out->filter = p->insn;
+	return 0;
+}
+
+int seccomp_bpf_build(const struct seccomp_rule *const *tables,
+		      unsigned int ntables, unsigned int classes,
+		      struct sock_fprog *out)
+{
+	const struct seccomp_rule **rules = NULL;
+	struct prog p = { 0 };
+	struct call *c;
+	ssize_t n = collect(tables, ntables, classes, &rules);
+	size_t nc = 0;
+	int err;
+
+	if (n < 0)
+		return (int)n;
+	c = calloc(n ? (size_t)n : 1, sizeof(*c));
+	if (!c) {
+		free(rules);
+		return -ENOMEM;
+	}
+	for (size_t i = 0, j; i < (size_t)n; i = j) {
+		bool any = same_nr(rules, (size_t)n, i, &j);
+
+		if (rules[i]->nr == __NR_clone3)
+			continue;	/* answered before the search */
+		c[nc++] = (struct call){ .nr = rules[i]->nr, .hit = any,
+					 .rules = rules + i, .nrules = j - i };
+	}
 
 	load(&p, offsetof(struct seccomp_data, arch));
 	emit(&p, BPF_JMP | BPF_JEQ | BPF_K, 1, 0, AUDIT_ARCH_X86_64);
@@ -382,14 +446,112 @@ int seccomp_bpf_build(const struct seccomp_rule *const *tables,
 	emit(&p, BPF_JMP | BPF_JEQ | BPF_K, 0, 1, __NR_clone3);
 	ret(&p, SECCOMP_RET_ERRNO | ENOSYS);
 
-	err = emit_calls(&p, rules, n);
+	err = emit_calls(&p, c, nc, &allowlist);
+	free(c);
 	free(rules);
+	return finish(&p, err, out);
+}
 
-	if (err || p.oom || p.len > BPF_MAXINSNS) {
-		free(p.insn);
-		return err ? err : p.oom ? -ENOMEM : -E2BIG;
+/*
+ * A call where all's rules (n of them) are exact tests of one argument's
+ * low half under one mask (ioctl requests, say) allows the values they
+ * name; c's rules keep some. The values all's rules name and c's do not
+ * are then the ones to trap, and all's program refuses every other: when
+ * they are fewer than c's, c's block becomes an inverted block of them,
+ * kept in out (*nout grows).
+ */
+static void invert(struct call *c, const struct seccomp_rule **all, size_t n,
+		   const struct seccomp_rule **out, size_t *nout)
+{
+	unsigned int arg0, m0, v0, mh, vh, arg, m, v;
+	size_t nrest = 0;
+
+	rule_test(all[0], &arg0, &m0, &v0, &mh, &vh);
+	for (size_t i = 0; i < n; i++) {
+		bool kept = false;
+
+		rule_test(all[i], &arg, &m, &v, &mh, &vh);
+		if (mh || arg != arg0 || m != m0)
+			return;
+		for (size_t k = 0; k < c->nrules && !kept; k++) {
+			unsigned int ka, km, kv, kh, khv;
+
+			rule_test(c->rules[k], &ka, &km, &kv, &kh, &khv);
+			kept = kv == v;
+		}
+		if (!kept)
+			out[nrest++] = all[i];
 	}
-	out->len = (unsigned short)p.len;
-	out->filter = p.insn;
-	return 0;
+	if (nrest >= c->nrules)
+		return;
+	c->rules = out;
+	c->nrules = nrest;
+	c->inverted = true;
+	*nout += nrest;
+}
+
+/*
+ * What a thread of classes adds on top of the process-wide program of
+ * every class (seccomp runs both and keeps the stricter answer): only
+ * the calls whose rules differ. A call the thread's classes have no rule
+ * for traps; one where they keep some of its rules gets those as its
+ * block; one they keep whole, and every call the process-wide program
+ * decides anyway (another ABI, clone3, a call nobody allows), is
+ * allowed here. Loading a program costs the kernel time in proportion
+ * to its length (compiling it, running it for every call number), and
+ * this one is a fraction of the class's whole allowlist; every call the
+ * thread makes that the kernel's cache does not answer also runs less.
+ */
+int seccomp_bpf_build_narrowing(const struct seccomp_rule *const *tables,
+				unsigned int ntables, unsigned int classes,
+				struct sock_fprog *out)
+{
+	const struct seccomp_rule **all = NULL, **mine = NULL;
+	ssize_t na = collect(tables, ntables, SECCOMP_ALL, &all);
+	ssize_t nm = na < 0 ? na : collect(tables, ntables, classes, &mine);
+	const struct seccomp_rule **rest;
+	struct prog p = { 0 };
+	struct call *c;
+	size_t nc = 0, m = 0, nrest = 0;
+	int err;
+
+	if (nm < 0) {
+		free(all);
+		return (int)nm;
+	}
+	c = calloc(na ? (size_t)na : 1, sizeof(*c));
+	rest = calloc(na ? (size_t)na : 1, sizeof(*rest));
+	if (!c || !rest) {
+		free(c);
+		free(rest);
+		free(all);
+		free(mine);
+		return -ENOMEM;
+	}
+	/* Both lists are sorted by number, mine a sublist of all's, in the
+	 * same order within a number. */
+	for (size_t i = 0, j; i < (size_t)na; i = j) {
+		bool any_all = same_nr(all, (size_t)na, i, &j), any_mine = false;
+		size_t k = m;
+
+		if (m < (size_t)nm && mine[m]->nr == all[i]->nr)
+			any_mine = same_nr(mine, (size_t)nm, m, &m);
+		if (all[i]->nr == __NR_clone3 || any_mine ||
+		    (m - k == j - i && !any_all))
+			continue;	/* the same answers as all's */
+		/* None of its rules: a hit (TRAP). Some: their block, or the
+		 * block of the others when that is shorter. */
+		c[nc] = (struct call){ .nr = all[i]->nr, .hit = m == k,
+				       .rules = mine + k, .nrules = m - k };
+		if (m > k && !any_all)
+			invert(&c[nc], all + i, j - i, rest + nrest, &nrest);
+		nc++;
+	}
+	load(&p, offsetof(struct seccomp_data, nr));
+	err = emit_calls(&p, c, nc, &inverted);
+	free(c);
+	free(all);
+	free(mine);
+	free(rest);
+	return finish(&p, err, out);
 }

@@ -205,7 +205,8 @@ static enum { V_EXEC, V_IOCTL, V_MMAP_EXEC, V_INT80 } violation_call;
 /* Per thread: its class once narrowed. */
 static __thread int thread_class = -1;
 
-/* The core calls and those of every device the options ask for. */
+/* The core calls and those of every device the options ask for: the
+ * process-wide program (SECCOMP_ALL), or a class's narrowing of it. */
 static int build(struct machine *m, unsigned int classes, struct bpf *out)
 {
 	unsigned int n, nt = 0;
@@ -220,7 +221,10 @@ static int build(struct machine *m, unsigned int classes, struct bpf *out)
 		if (devs[i]->seccomp && (!devs[i]->seccomp_wanted ||
 					 devs[i]->seccomp_wanted(m)))
 			tables[nt++] = devs[i]->seccomp;
-	err = seccomp_bpf_build(tables, nt, classes, &out->prog);
+	err = classes == SECCOMP_ALL ?
+		      seccomp_bpf_build(tables, nt, classes, &out->prog) :
+		      seccomp_bpf_build_narrowing(tables, nt, classes,
+						  &out->prog);
 	free(tables);
 	out->buf = err ? NULL : out->prog.filter;
 	return err;

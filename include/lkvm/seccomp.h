@@ -78,6 +78,15 @@ int seccomp_bpf_build(const struct seccomp_rule *const *tables,
 		      struct sock_fprog *out);
 
 /*
+ * The program a thread of classes stacks on the one of SECCOMP_ALL (which
+ * it must run under): together they answer as seccomp_bpf_build() for
+ * classes does, but this one tests only the calls whose rules differ.
+ */
+int seccomp_bpf_build_narrowing(const struct seccomp_rule *const *tables,
+				unsigned int ntables, unsigned int classes,
+				struct sock_fprog *out);
+
+/*
  * After set-up, before machine_run(): drops to --user (when given), then
  * installs the process-wide filter on every thread (unless
  * --no-seccomp). Prints why and returns -errno on failure.

@@ -173,6 +173,24 @@ static void add_case(unsigned long v)
 		cases[ncases++] = v;
 }
 
+/* What seccomp answers when a thread runs under both programs: the
+ * stricter action (the lower one, taken as signed: KILL_PROCESS first). */
+static uint32_t stricter(uint32_t x, uint32_t y)
+{
+	int32_t ax = (int32_t)(x & SECCOMP_RET_ACTION_FULL);
+	int32_t ay = (int32_t)(y & SECCOMP_RET_ACTION_FULL);
+
+	return ay < ax ? y : x;
+}
+
+/* Program a, stacked on under when there is one. */
+static const struct sock_fprog *under;
+
+static uint32_t run_a(const struct sock_fprog *a, const struct seccomp_data *d)
+{
+	return under ? stricter(run(under, d), run(a, d)) : run(a, d);
+}
+
 /* Both programs over every call number, and over each rule's argument
  * values and their neighbours on its argument. Mismatches found. */
 static unsigned int compare(const struct seccomp_rule *const *tables,
@@ -188,7 +206,7 @@ static unsigned int compare(const struct seccomp_rule *const *tables,
 			for (int x32 = 0; x32 < 2; x32++) {
 				d.nr = nr | (x32 ? 0x40000000 : 0);
 				memset(d.args, 0, sizeof(d.args));
-				bad += run(a, &d) != run(b, &d);
+				bad += run_a(a, &d) != run(b, &d);
 			}
 		}
 	}
@@ -212,7 +230,7 @@ static unsigned int compare(const struct seccomp_rule *const *tables,
 			for (unsigned int c = 0; c < ncases; c++) {
 				memset(d.args, 0, sizeof(d.args));
 				d.args[arg] = cases[c];
-				bad += run(a, &d) != run(b, &d);
+				bad += run_a(a, &d) != run(b, &d);
 			}
 		}
 	}
@@ -237,6 +255,14 @@ static const struct seccomp_rule kinds[] = {
 	SECCOMP_SYSCALL(clone3, SECCOMP_ALL),	/* still ENOSYS */
 	SECCOMP_SYSCALL(write, SECCOMP_IO),
 	SECCOMP_SYSCALL_ARG(write, 0, 2, SECCOMP_IO),	/* and unconditional */
+	/* More requests, so that a narrowing program lists the fewer
+	 * (inverted) for vcpu and io; one named twice. */
+	SECCOMP_IOCTL(0x1111, SECCOMP_ALL),
+	SECCOMP_IOCTL(0x2222, SECCOMP_VCPU | SECCOMP_IO),
+	SECCOMP_IOCTL(0x3333, SECCOMP_VCPU | SECCOMP_IO),
+	SECCOMP_IOCTL(0x4444, SECCOMP_MAIN),
+	SECCOMP_IOCTL(0x2222, SECCOMP_MAIN),
+	SECCOMP_IOCTL(0x5555, SECCOMP_ALL),
 	SECCOMP_END,
 };
 
@@ -249,7 +275,7 @@ int main(void)
 	const struct device_ops *const *devs = device_list(&ndev);
 	const struct seccomp_rule **tables = calloc(ndev + 1, sizeof(*tables));
 	const struct seccomp_rule *one[] = { kinds };
-	char what[160];
+	char what[256];
 
 	tables[nt++] = seccomp_core_rules();
 	for (unsigned int i = 0; i < ndev; i++)
@@ -304,6 +330,37 @@ int main(void)
 		CHECK(!e1 && !e2 && bad == 0, what);
 		free(ours.filter);
 		free(ref.filter);
+	}
+	/* Each class's narrowing program on top of the process-wide one
+	 * answers as the class's whole allowlist does. */
+	for (unsigned int set = 0; set < 2; set++) {
+		const struct seccomp_rule *const *t = set ? one : tables;
+		unsigned int n = set ? 1 : nt;
+		struct sock_fprog all, whole, narrow;
+
+		seccomp_bpf_build(t, n, SECCOMP_ALL, &all);
+		for (unsigned int c = 1; c < 4; c++) {
+			int e1 = seccomp_bpf_build_narrowing(t, n, classes[c],
+							     &narrow);
+			int e2 = seccomp_bpf_build(t, n, classes[c], &whole);
+			unsigned int bad;
+
+			under = &all;
+			bad = e1 || e2 ? ~0u : compare(t, n, &narrow, &whole);
+			under = NULL;
+			snprintf(what, sizeof(what),
+				 "%s, %s class: its narrowing program (%u instructions) under the process-wide one answers as its whole allowlist (%u) does (%u differ)",
+				 set ? "rules of every kind" : "core and device tables",
+				 cname[c], e1 ? 0 : narrow.len,
+				 e2 ? 0 : whole.len, bad);
+			CHECK(!e1 && !e2 && bad == 0, what);
+			if (!set && !e1 && !e2)
+				CHECK(narrow.len * 2 < whole.len,
+				      "a narrowing program is under half its class's allowlist");
+			free(narrow.filter);
+			free(whole.filter);
+		}
+		free(all.filter);
 	}
 	{
 		static const struct seccomp_rule badarg[] = {
