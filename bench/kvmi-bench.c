@@ -186,6 +186,8 @@ static int rtt(struct kvmi_conn *c, uint64_t gpa, unsigned int n)
 			c0 = cpu_us(vmm_pid);
 		prev = t;
 	}
+	if (!kvmi_event_channel(c))
+		fprintf(stderr, "kvmi-bench: events over the socket\n");
 	printf("rtt %.2f us/event\n", median(v, n));
 	if (vmm_pid)
 		printf("rtt-vmm-cpu %.2f us/event\n",
@@ -324,6 +326,9 @@ int main(int argc, char **argv)
 	 * the bench is asked to compare: KVMI_BENCH_POLL_US. */
 	if (getenv("KVMI_BENCH_POLL_US"))
 		kvmi_set_poll(c, (unsigned int)atoi(getenv("KVMI_BENCH_POLL_US")));
+	/* Events over the socket rather than lkvm's event channel. */
+	if (getenv("KVMI_BENCH_SOCKET"))
+		kvmi_set_event_channel(c, false);
 	if (!strcmp(argv[1], "rtt") && argc == 6)
 		ret = rtt(c, strtoull(argv[4], NULL, 0), atoi(argv[5]));
 	else if (!strcmp(argv[1], "protect") && argc == 6)
