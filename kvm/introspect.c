@@ -137,6 +137,9 @@ struct introspect {
 	 * that failed); dev.kvmi-polled (events a vCPU polled for, the
 	 * bytes of the replies it read itself, polls the server ended). */
 	struct dev_counters ev_sent, ev_polled;
+	/* dev.kvmi-channel: replies taken from the event channel, their
+	 * bytes, the ones the server took (the vCPU slept). */
+	struct dev_counters ev_chan;
 	pthread_t thread;
 	bool thread_started;
 	struct kvmi_guest info;
@@ -628,7 +631,7 @@ static void ring_bell(int fd)
  * vCPU or the server): copied out, then checked as a reply from the
  * socket is; a bad one drops the tool. 1: taken; 0: none there.
  */
-static int ring_take(struct introspect *in, struct ipend *pd)
+static int ring_take(struct introspect *in, struct ipend *pd, bool server)
 {
 	unsigned int id = (unsigned int)(pd - in->pend);
 	struct kvmi_lkvm_chan_slot *slot = chan_slot(in, id);
@@ -660,8 +663,7 @@ static int ring_take(struct introspect *in, struct ipend *pd)
 	    !event_reply(in, &r))
 		drop_tool(in, "it wrote a bad event reply in the event channel");
 	else
-		__atomic_fetch_add(&in->ev_polled.bytes, (uint64_t)len,
-				   __ATOMIC_RELAXED);
+		dev_count(&in->ev_chan, len, server);
 	return 1;
 }
 
@@ -684,7 +686,7 @@ static void await_ring(struct introspect *in, struct ipend *pd)
 			break;
 		if (__atomic_load_n(&slot->state, __ATOMIC_ACQUIRE) ==
 			    KVMI_LKVM_SLOT_REPLY &&
-		    ring_take(in, pd)) {
+		    ring_take(in, pd, false)) {
 			pd->poll_hit = true;
 			break;
 		}
@@ -701,7 +703,7 @@ static void await_ring(struct introspect *in, struct ipend *pd)
 		return;
 	__atomic_store_n(&slot->vcpu_waiting, 1, __ATOMIC_SEQ_CST);
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	ring_take(in, pd);
+	ring_take(in, pd, false);
 }
 
 /*
@@ -1752,7 +1754,7 @@ static void bell_rung(struct introspect *in)
 				       MSG_DONTWAIT) >= 0; i++)
 		;
 	for (unsigned int i = 0; i < in->m->ncpus; i++)
-		ring_take(in, &in->pend[i]);
+		ring_take(in, &in->pend[i], true);
 }
 
 /* The next message from the tool, if one comes within timeout_ms. */
@@ -2408,6 +2410,8 @@ static int introspect_init(struct machine *m)
 		err = machine_add_counters(m, "kvmi-events", &in->ev_sent);
 	if (!err)
 		err = machine_add_counters(m, "kvmi-polled", &in->ev_polled);
+	if (!err)
+		err = machine_add_counters(m, "kvmi-channel", &in->ev_chan);
 	if (err) {
 		pr_err("introspection: %s", strerror(-err));
 		goto fail;
