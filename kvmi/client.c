@@ -1061,13 +1061,19 @@ static int chan_wait(struct kvmi_conn *c, struct kvmi_event *ev,
 			break;
 		}
 		slept = true;
-		while (recv(c->bell, b, sizeof(b), MSG_DONTWAIT) > 0)
-			;
+		/* One ring at a time: more wake the next poll() at once. */
+		if (n > 0 && p[1].revents)
+			(void)!recv(c->bell, b, sizeof(b), MSG_DONTWAIT);
 		if (!n) {
 			r = -ETIMEDOUT;
 			break;
 		}
-		i = -1u;	/* the socket next */
+		if (n > 0 && p[0].revents) {
+			r = sock_event(c, ev, 0, false);
+			if (r)
+				break;
+		}
+		i = 1;		/* the socket again only in 31 rounds */
 	}
 	if (r != -ETIMEDOUT)
 		kvmi_io_poll_update(&c->poll, kvmi_io_now_us() - start, !slept);
