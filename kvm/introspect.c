@@ -2139,6 +2139,7 @@ static bool do_event_channel(struct introspect *in, const struct kvmi_req *r)
 		if (mmap(in->chan_area, in->chan_size, PROT_READ | PROT_WRITE,
 			 MAP_SHARED | MAP_FIXED, fds[0], 0) == MAP_FAILED) {
 			err = -errno;
+			chan_blank(in);	/* a failed MAP_FIXED may leave a hole */
 		} else {
 			in->bell_fd = bell[0];
 			in->chan_on = true;
