@@ -32,7 +32,7 @@
 struct introspect_opts {
 	const char *socket, *cookie, *cpu;
 	const char *action, *exec, *count;
-	bool mapped, virt, detach;
+	bool mapped, virt, detach, socket_events;
 };
 
 #define I(f) offsetof(struct introspect_opts, f)
@@ -59,6 +59,8 @@ static const struct option introspect_options[] = {
 	  .help = "read: through guest RAM mapped from lkvm (MAP_MEMORY), not the socket" },
 	{ .name = "detach", .type = OPT_BOOL, .offset = I(detach),
 	  .help = "pause: hold the pause in the background until 'unpause'" },
+	{ .name = "socket-events", .type = OPT_BOOL, .offset = I(socket_events),
+	  .help = "events over the socket, not lkvm's event channel (shared memory)" },
 	OPTION_END,
 };
 
@@ -901,6 +903,8 @@ int cmd_introspect(int argc, char **argv)
 		return 1;
 	}
 	kvmi_set_timeout(c, TIMEOUT_MS);
+	if (o.socket_events)
+		kvmi_set_event_channel(c, false);
 	if (!strcmp(cmd, "info"))
 		ret = do_info(c);
 	else if (!strcmp(cmd, "regs"))

@@ -5,6 +5,9 @@
  *
  *   kvmi-bench floor N             N MMIO write exits of a raw real-mode
  *                                  guest (KVM ioctls only): us per exit
+ *   kvmi-bench floor64 N           the same from a raw 64-bit guest with
+ *                                  paging, the round trip's own write (a
+ *                                  read-only slot's page): us per exit
  *   kvmi-bench rtt SOCK COOKIE GPA N
  *                                  write-protects GPA's page of a guest
  *                                  that writes to it in a loop; us from
@@ -99,59 +102,143 @@ static double median(double *v, unsigned int n)
 	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
+/* A bare KVM guest: one vCPU, RAM at 0 (mem bytes), no VMM around it. */
+struct raw_vm {
+	int kvm, vm, vcpu;
+	struct kvm_run *run;
+	char *ram;
+};
+
+static int raw_vm(struct raw_vm *g, size_t mem)
+{
+	struct kvm_userspace_memory_region r = { 0 };
+
+	g->kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	g->vm = g->kvm < 0 ? -1 : ioctl(g->kvm, KVM_CREATE_VM, 0);
+	g->ram = mmap(NULL, mem, PROT_READ | PROT_WRITE,
+		      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (g->vm < 0 || g->ram == MAP_FAILED)
+		return 2;
+	ioctl(g->vm, KVM_SET_TSS_ADDR, 0xfffbd000ul);
+	r.memory_size = mem;
+	r.userspace_addr = (unsigned long)g->ram;
+	if (ioctl(g->vm, KVM_SET_USER_MEMORY_REGION, &r))
+		return 2;
+	g->vcpu = ioctl(g->vm, KVM_CREATE_VCPU, 0);
+	g->run = mmap(NULL, (size_t)ioctl(g->kvm, KVM_GET_VCPU_MMAP_SIZE, 0),
+		      PROT_READ | PROT_WRITE, MAP_SHARED, g->vcpu, 0);
+	return g->vcpu < 0 || g->run == MAP_FAILED ? 2 : 0;
+}
+
+/* n MMIO write exits of g, after ten to warm up: "NAME us/exit", wall
+ * and CPU time. */
+static int time_exits(struct raw_vm *g, unsigned long n, const char *name)
+{
+	double t0 = 0, c0 = 0;
+
+	for (unsigned long i = 0; i < 10 + n; i++) {
+		if (i == 10) {
+			t0 = now_us();
+			c0 = cpu_us(0);
+		}
+		if (ioctl(g->vcpu, KVM_RUN, 0) < 0 ||
+		    g->run->exit_reason != KVM_EXIT_MMIO ||
+		    !g->run->mmio.is_write)
+			return 3;
+	}
+	printf("%s %.2f us/exit\n", name, (now_us() - t0) / n);
+	printf("%s-cpu %.2f us/exit\n", name, (cpu_us(0) - c0) / n);
+	return 0;
+}
+
 /* A real-mode loop at 0x10000: mov [0], al with DS at 0x30000, where no
  * memory slot is (an MMIO exit each time), then jmp back. */
 static int floor_exits(unsigned long n)
 {
 	static const unsigned char code[] = { 0xa2, 0x00, 0x00, 0xeb, 0xfb };
-	struct kvm_userspace_memory_region r = { 0 };
 	struct kvm_regs regs = { .rip = 0, .rflags = 2 };
+	struct raw_vm g;
 	struct kvm_sregs s;
-	struct kvm_run *run;
-	size_t mem = 0x20000;
-	int kvm, vm, vcpu;
-	double t0, c0;
-	char *ram;
 
-	kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-	vm = kvm < 0 ? -1 : ioctl(kvm, KVM_CREATE_VM, 0);
-	ram = mmap(NULL, mem, PROT_READ | PROT_WRITE,
-		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (vm < 0 || ram == MAP_FAILED)
+	if (raw_vm(&g, 0x20000))
 		return 2;
-	ioctl(vm, KVM_SET_TSS_ADDR, 0xfffbd000ul);
-	memcpy(ram + 0x10000, code, sizeof(code));
-	r.memory_size = mem;
-	r.userspace_addr = (unsigned long)ram;
-	ioctl(vm, KVM_SET_USER_MEMORY_REGION, &r);
-	vcpu = ioctl(vm, KVM_CREATE_VCPU, 0);
-	run = mmap(NULL, (size_t)ioctl(kvm, KVM_GET_VCPU_MMAP_SIZE, 0),
-		   PROT_READ | PROT_WRITE, MAP_SHARED, vcpu, 0);
-	if (vcpu < 0 || run == MAP_FAILED)
-		return 2;
-	ioctl(vcpu, KVM_GET_SREGS, &s);
+	memcpy(g.ram + 0x10000, code, sizeof(code));
+	ioctl(g.vcpu, KVM_GET_SREGS, &s);
 	s.cs.selector = 0x1000;
 	s.cs.base = 0x10000;
 	s.ds = s.es = s.ss = s.cs;
 	s.ds.selector = 0x3000;
 	s.ds.base = 0x30000;
 	s.ds.type = s.es.type = s.ss.type = 3;
-	ioctl(vcpu, KVM_SET_SREGS, &s);
-	ioctl(vcpu, KVM_SET_REGS, &regs);
-	/* The first exits warm up; then n are timed. */
-	for (int i = 0; i < 10; i++)
-		if (ioctl(vcpu, KVM_RUN, 0) < 0 ||
-		    run->exit_reason != KVM_EXIT_MMIO)
-			return 3;
-	t0 = now_us();
-	c0 = cpu_us(0);
-	for (unsigned long i = 0; i < n; i++)
-		if (ioctl(vcpu, KVM_RUN, 0) < 0 ||
-		    run->exit_reason != KVM_EXIT_MMIO)
-			return 3;
-	printf("floor %.2f us/exit\n", (now_us() - t0) / n);
-	printf("floor-cpu %.2f us/exit\n", (cpu_us(0) - c0) / n);
-	return 0;
+	ioctl(g.vcpu, KVM_SET_SREGS, &s);
+	ioctl(g.vcpu, KVM_SET_REGS, &regs);
+	return time_exits(&g, n, "floor");
+}
+
+/*
+ * The round trip's own kind of write without any VMM: a 64-bit guest in
+ * long mode with paging (identity, 2 MiB pages, as the test kernel's)
+ * runs the bench check's loop, the same three instructions (mov %rax to
+ * a RIP-relative address; add $1; jmp), at CPL 0; its page is in a
+ * read-only memory slot, as a protected page is, so each write exits as
+ * MMIO after KVM walked the page tables and decoded the instruction.
+ */
+static int floor64_exits(unsigned long n)
+{
+	/* at 0x10000: mov %rax, 0x200008(%rip-relative); add $1, %rax; jmp */
+	static const unsigned char code[] = {
+		0x48, 0x89, 0x05, 0x01, 0x00, 0x1f, 0x00,
+		0x48, 0x83, 0xc0, 0x01,
+		0xeb, 0xf3,
+	};
+	struct kvm_userspace_memory_region ro = {
+		.slot = 1, .flags = KVM_MEM_READONLY,
+		.guest_phys_addr = 0x200000, .memory_size = 0x1000,
+	};
+	struct kvm_regs regs = { .rip = 0x10000, .rsp = 0x8000, .rflags = 2,
+				 .rax = 1 };
+	struct kvm_segment cs = {
+		.selector = 8, .type = 11, .present = 1, .s = 1, .l = 1,
+		.g = 1, .limit = 0xffffffff,
+	}, ds = {
+		.selector = 16, .type = 3, .present = 1, .s = 1, .db = 1,
+		.g = 1, .limit = 0xffffffff,
+	}, tr = {
+		.selector = 24, .type = 11, .present = 1, .limit = 0x67,
+	};
+	uint64_t *pt;
+	struct raw_vm g;
+	struct kvm_sregs s;
+	void *page;
+
+	if (raw_vm(&g, 0x200000))
+		return 2;
+	page = mmap(NULL, 0x1000, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (page == MAP_FAILED)
+		return 2;
+	ro.userspace_addr = (unsigned long)page;
+	if (ioctl(g.vm, KVM_SET_USER_MEMORY_REGION, &ro))
+		return 2;
+	/* PML4 at 0x1000, PDPT at 0x2000, PD at 0x3000: 0 to 4 MiB. */
+	pt = (uint64_t *)(g.ram + 0x1000);
+	pt[0] = 0x2000 | 3;
+	pt[512] = 0x3000 | 3;
+	pt[1024] = 0x000000 | 0x87;		/* P, RW, U, PS */
+	pt[1025] = 0x200000 | 0x87;
+	memcpy(g.ram + 0x10000, code, sizeof(code));
+	ioctl(g.vcpu, KVM_GET_SREGS, &s);
+	s.cs = cs;
+	s.ds = s.es = s.ss = s.fs = s.gs = ds;
+	s.tr = tr;
+	s.cr3 = 0x1000;
+	s.cr4 = 1 << 5;				/* PAE */
+	s.cr0 = 0x80050033;			/* PG, WP, NE, ET, MP, PE */
+	s.efer = 0x500;				/* LMA, LME */
+	if (ioctl(g.vcpu, KVM_SET_SREGS, &s) ||
+	    ioctl(g.vcpu, KVM_SET_REGS, &regs))
+		return 2;
+	return time_exits(&g, n, "floor64");
 }
 
 static int rtt(struct kvmi_conn *c, uint64_t gpa, unsigned int n)
@@ -186,6 +273,8 @@ static int rtt(struct kvmi_conn *c, uint64_t gpa, unsigned int n)
 			c0 = cpu_us(vmm_pid);
 		prev = t;
 	}
+	if (!kvmi_event_channel(c))
+		fprintf(stderr, "kvmi-bench: events over the socket\n");
 	printf("rtt %.2f us/event\n", median(v, n));
 	if (vmm_pid)
 		printf("rtt-vmm-cpu %.2f us/event\n",
@@ -307,6 +396,8 @@ int main(int argc, char **argv)
 
 	if (argc == 3 && !strcmp(argv[1], "floor"))
 		return floor_exits(strtoul(argv[2], NULL, 0));
+	if (argc == 3 && !strcmp(argv[1], "floor64"))
+		return floor64_exits(strtoul(argv[2], NULL, 0));
 	if (argc < 5) {
 		fprintf(stderr, "usage: see bench/kvmi-bench.c\n");
 		return 2;
@@ -324,6 +415,9 @@ int main(int argc, char **argv)
 	 * the bench is asked to compare: KVMI_BENCH_POLL_US. */
 	if (getenv("KVMI_BENCH_POLL_US"))
 		kvmi_set_poll(c, (unsigned int)atoi(getenv("KVMI_BENCH_POLL_US")));
+	/* Events over the socket rather than lkvm's event channel. */
+	if (getenv("KVMI_BENCH_SOCKET"))
+		kvmi_set_event_channel(c, false);
 	if (!strcmp(argv[1], "rtt") && argc == 6)
 		ret = rtt(c, strtoull(argv[4], NULL, 0), atoi(argv[5]));
 	else if (!strcmp(argv[1], "protect") && argc == 6)

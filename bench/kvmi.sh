@@ -6,6 +6,9 @@
 #    event CONTINUE; from one event to the next = exit, event, reply,
 #    the write done, the guest on to its next write. Wall time, and
 #    lkvm's own CPU time per event (all its threads, guest time included);
+#    through lkvm's event channel (shared memory, the client library's
+#    default: docs/kvmi.md), and the same over the socket (the channel
+#    off, in the same guest);
 #    The vCPU and the tool poll for each other's message (bounded,
 #    adaptive: docs/kvmi.md, "Polling"; lkvm's and the library's
 #    defaults), and the same round trip with polling off on both sides
@@ -13,6 +16,10 @@
 #    share of replies the vCPU read itself (`lkvm stat`);
 #  - the floor: a write exiting as plain MMIO in a raw real-mode KVM
 #    guest (no VMM at all, bench/kvmi-bench.c floor), wall and CPU time;
+#    and a second floor, the round trip's own kind of write: the bench
+#    check's loop in a raw 64-bit KVM guest with paging, its page in a
+#    read-only slot (kvmi-bench.c floor64: KVM walks the page tables and
+#    decodes the instruction, as for the protected page);
 #  - the same guest write as the round trip's, exiting to lkvm from the
 #    protected page with no event (lkvm writes it): the round trip
 #    without the tool, for the same (emulated, 64-bit) guest code;
@@ -59,9 +66,12 @@ start
 
 for ((r = 0; r < RUNS; r++)); do
 	"$B" floor 3000
+	"$B" floor64 3000
 	p0=$(stat dev.kvmi-polled.requests) m0=$(stat dev.kvmi-polled.errors)
 	VMM_PID=$pid "$B" rtt "$sock" "$cookie" "$gpa" "$EVENTS"
 	p1=$(stat dev.kvmi-polled.requests) m1=$(stat dev.kvmi-polled.errors)
+	VMM_PID=$pid KVMI_BENCH_SOCKET=1 "$B" rtt "$sock" "$cookie" "$gpa" \
+		"$EVENTS" 2>/dev/null | sed 's/^rtt/socket-rtt/'
 	awk -v p=$((p1 - p0)) -v m=$((m1 - m0)) \
 		'BEGIN { if (p) printf "polled %.1f\n", 100 * (p - m) / p }'
 	# The same write exiting to lkvm with no event: writes counted by
@@ -90,10 +100,14 @@ median() { # NAME: the median of NAME's values
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
 floor=$(median floor) floor_cpu=$(median floor-cpu)
+floor64=$(median floor64) floor64_cpu=$(median floor64-cpu)
 rtt=$(median rtt) rtt_cpu=$(median rtt-vmm-cpu)
+srtt=$(median socket-rtt) srtt_cpu=$(median socket-rtt-vmm-cpu)
 printf 'KVMI, medians of %d runs (%d events each)\n' "$RUNS" "$EVENTS"
 printf '  %-44s %8s us  (CPU %s us)\n' "raw MMIO exit (floor)" "$floor" "$floor_cpu"
+printf '  %-44s %8s us  (CPU %s us)\n' "raw MMIO exit, 64-bit paged write (floor64)" "$floor64" "$floor64_cpu"
 printf '  %-44s %8s us  (lkvm CPU %s us)\n' "event round trip (write, PF, CONTINUE)" "$rtt" "$rtt_cpu"
+printf '  %-44s %8s us  (lkvm CPU %s us)\n' "  the same over the socket (no event channel)" "$srtt" "$srtt_cpu"
 printf '  %-44s %8s %%\n' "  replies the polling vCPU read itself" "$(median polled)"
 printf '  %-44s %8s us  (lkvm CPU %s us)\n' "  the same, polling off (poll=0, both sides)" \
 	"$(median nopoll-rtt)" "$(median nopoll-rtt-vmm-cpu)"
@@ -101,6 +115,10 @@ noev=$(median noevent) noev_cpu=$(median noevent-cpu)
 printf '  %-44s %8s us  (lkvm CPU %s us)\n' "the same write, exit to lkvm, no event" "$noev" "$noev_cpu"
 printf '  %-44s %8s x   (CPU %s x; target 2)\n' "round trip / floor" \
 	"$(ratio "$rtt" "$floor")" "$(ratio "$rtt_cpu" "$floor_cpu")"
+printf '  %-44s %8s x   (CPU %s x; target 2)\n' "round trip / floor64" \
+	"$(ratio "$rtt" "$floor64")" "$(ratio "$rtt_cpu" "$floor64_cpu")"
+printf '  %-44s %8s x   (CPU %s x)\n' "  over the socket / floor" \
+	"$(ratio "$srtt" "$floor")" "$(ratio "$srtt_cpu" "$floor_cpu")"
 printf '  %-44s %8s x   (CPU %s x)\n' "round trip / the same write without event" \
 	"$(ratio "$rtt" "$noev")" "$(ratio "$rtt_cpu" "$noev_cpu")"
 printf '  %-44s %8s MiB/s (target 500)\n' "read physical, 4 KiB, one at a time" "$(median read)"

@@ -68,6 +68,9 @@
 /* How often the idle server looks whether the machine stops. */
 #define POLL_MS 200
 #define MSG_MAX (sizeof(struct kvmi_msg_hdr) + KVMI_MAX_MSG_SIZE)
+/* The event channel's layout: its header, then one slot per vCPU. */
+#define CHAN_SLOT_OFF sizeof(struct kvmi_lkvm_chan_hdr)
+#define CHAN_SLOT_SIZE sizeof(struct kvmi_lkvm_chan_slot)
 #define OUTQ_SIZE (64 * 1024)
 
 struct introspect_cfg {
@@ -94,6 +97,8 @@ struct ipend {
 	bool polling;			/* counted in in->pollers */
 	bool poll_hit;			/* the reply came while it polled */
 	bool pause_queued;		/* a PAUSE event is on its way */
+	bool on_ring;			/* its event is in the event channel */
+	bool ring_taken;		/* its reply was copied out of it */
 	struct kvmi_vcpu_event_trap trap;	/* a TRAP event's data */
 	uint8_t msg[sizeof(struct kvmi_msg_hdr) +
 		    sizeof(struct kvmi_event_hdr) +
@@ -132,6 +137,9 @@ struct introspect {
 	 * that failed); dev.kvmi-polled (events a vCPU polled for, the
 	 * bytes of the replies it read itself, polls the server ended). */
 	struct dev_counters ev_sent, ev_polled;
+	/* dev.kvmi-channel: replies taken from the event channel, their
+	 * bytes, the ones the server took (the vCPU slept). */
+	struct dev_counters ev_chan;
 	pthread_t thread;
 	bool thread_started;
 	struct kvmi_guest info;
@@ -163,6 +171,19 @@ struct introspect {
 	unsigned int nmsrs;
 	bool user_msr;			/* KVM_CAP_X86_USER_SPACE_MSR is on */
 	bool sync_regs;			/* KVM_CAP_SYNC_REGS has regs, sregs */
+	/*
+	 * The event channel (KVMI_LKVM_VM_EVENT_CHANNEL, docs/kvmi.md):
+	 * chan_area (chan_size bytes) is reserved for lkvm's life; while
+	 * chan_on (under lock) the connection's memfd is mapped over it,
+	 * otherwise anonymous memory, so that a vCPU still looking at a slot
+	 * of a channel that has gone reads zeros, never a hole. lkvm only
+	 * copies out of it, bounded, and validates what it copied. bell_fd:
+	 * lkvm's end of the doorbell (in epfd), or -1.
+	 */
+	uint8_t *chan_area;
+	size_t chan_size;
+	bool chan_on;
+	int bell_fd;
 	/* Guest RAM as a memfd (KVMI_LKVM_VM_MAP_MEMORY), or -1. */
 	int ram_fd;
 	int ram_ro_fd;		/* the same, opened read-only at set-up */
@@ -589,6 +610,123 @@ static void await_reply(struct introspect *in, struct ipend *pd)
 	poll_end(in, pd, kick);
 }
 
+/* ---- the event channel ------------------------------------------------------ */
+
+static struct kvmi_lkvm_chan_slot *chan_slot(struct introspect *in,
+					     unsigned int vcpu)
+{
+	return (struct kvmi_lkvm_chan_slot *)(in->chan_area + CHAN_SLOT_OFF +
+					      vcpu * CHAN_SLOT_SIZE);
+}
+
+/* Rings the tool's doorbell; a full one already has a wake-up in it. */
+static void ring_bell(int fd)
+{
+	if (fd >= 0)
+		(void)!send(fd, "", 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+
+/*
+ * Takes pd's reply out of the channel, once, whoever comes first (the
+ * vCPU or the server): copied out, then checked as a reply from the
+ * socket is; a bad one drops the tool. 1: taken; 0: none there.
+ */
+static int ring_take(struct introspect *in, struct ipend *pd, bool server)
+{
+	unsigned int id = (unsigned int)(pd - in->pend);
+	struct kvmi_lkvm_chan_slot *slot = chan_slot(in, id);
+	union {
+		uint64_t align;
+		uint8_t b[KVMI_LKVM_SLOT_REPLY_MAX];
+	} msg;
+	struct kvmi_req r;
+	uint32_t len;
+	bool ok;
+
+	pthread_mutex_lock(&in->lock);
+	if (!pd->on_ring || pd->ring_taken || !pd->p.active || !in->chan_on ||
+	    pd->gen != in->gen ||
+	    __atomic_load_n(&slot->state, __ATOMIC_ACQUIRE) !=
+		    KVMI_LKVM_SLOT_REPLY) {
+		pthread_mutex_unlock(&in->lock);
+		return 0;
+	}
+	pd->ring_taken = true;
+	/* The tool may change it all meanwhile: one read of each. */
+	len = __atomic_load_n(&slot->reply_len, __ATOMIC_RELAXED);
+	ok = len >= sizeof(struct kvmi_msg_hdr) && len <= sizeof(msg.b);
+	if (ok)
+		memcpy(msg.b, slot->reply, len);
+	pthread_mutex_unlock(&in->lock);
+	if (!ok || kvmi_parse(&in->proto, msg.b, len, &r) < 0 ||
+	    r.kind != KVMI_REQ_EVENT_REPLY || r.vcpu != id ||
+	    !event_reply(in, &r))
+		drop_tool(in, "it wrote a bad event reply in the event channel");
+	else
+		dev_count(&in->ev_chan, len, server);
+	return 1;
+}
+
+/*
+ * On the vCPU's thread, its event posted in the channel: looks for the
+ * reply for up to its polling window; then says it sleeps (the tool
+ * rings the doorbell after its reply, the server takes it) and looks
+ * once more, since the reply may have come just before.
+ */
+static void await_ring(struct introspect *in, struct ipend *pd)
+{
+	struct kvmi_lkvm_chan_slot *slot =
+		chan_slot(in, (unsigned int)(pd - in->pend));
+	int64_t until = pd->sent_us + pd->poll.cur_us;
+
+	for (unsigned int i = 1; pd->poll.cur_us; i++) {
+		if (__atomic_load_n(&pd->answered, __ATOMIC_ACQUIRE) ||
+		    !__atomic_load_n(&in->connected, __ATOMIC_ACQUIRE) ||
+		    machine_stopping(in->m))
+			break;
+		if (__atomic_load_n(&slot->state, __ATOMIC_ACQUIRE) ==
+			    KVMI_LKVM_SLOT_REPLY &&
+		    ring_take(in, pd, false)) {
+			pd->poll_hit = true;
+			break;
+		}
+		if (!(i % 64) && kvmi_io_now_us() >= until)
+			break;
+		/* The tool may be waiting for this very core. */
+		if (!(i % 256))
+			sched_yield();
+		kvmi_io_relax();
+	}
+	if (pd->poll.cur_us)
+		dev_count(&in->ev_polled, 0, !pd->poll_hit);
+	if (pd->poll_hit || __atomic_load_n(&pd->answered, __ATOMIC_ACQUIRE))
+		return;
+	__atomic_store_n(&slot->vcpu_waiting, 1, __ATOMIC_SEQ_CST);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	ring_take(in, pd, false);
+}
+
+/*
+ * Posts pd's event in the channel when it is on (under lock). false: the
+ * socket's.
+ */
+static bool ring_post(struct introspect *in, struct ipend *pd)
+{
+	struct kvmi_lkvm_chan_slot *slot;
+
+	pd->on_ring = false;
+	if (!in->chan_on || pd->len > KVMI_LKVM_SLOT_EVENT_MAX)
+		return false;
+	slot = chan_slot(in, (unsigned int)(pd - in->pend));
+	memcpy(slot->event, pd->msg, pd->len);
+	__atomic_store_n(&slot->event_len, (uint32_t)pd->len, __ATOMIC_RELAXED);
+	__atomic_store_n(&slot->vcpu_waiting, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&slot->state, KVMI_LKVM_SLOT_EVENT, __ATOMIC_RELEASE);
+	pd->on_ring = true;
+	pd->ring_taken = false;
+	return true;
+}
+
 /* On the vCPU's thread once it waits in its event: the event goes out. */
 static void event_published(struct vcpu_event *ev)
 {
@@ -599,6 +737,26 @@ static void event_published(struct vcpu_event *ev)
 
 	pd->poll_hit = false;
 	pd->sent_us = kvmi_io_now_us();
+	pthread_mutex_lock(&in->lock);
+	ok = in->connected && in->gen == pd->gen && pd->p.active;
+	if (ok && ring_post(in, pd)) {
+		if (ev->kind == KVMI_VCPU_EVENT_PAUSE) {
+			pd->pause_queued = false;
+			pthread_cond_broadcast(&in->cond);
+		}
+		/* The tool sleeps: wake it (it says so before it looks at
+		 * the slots a last time). */
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+		if (__atomic_load_n(&((struct kvmi_lkvm_chan_hdr *)
+					      in->chan_area)->tool_sleeping,
+				    __ATOMIC_RELAXED))
+			ring_bell(in->bell_fd);
+		pthread_mutex_unlock(&in->lock);
+		dev_count(&in->ev_sent, pd->len, false);
+		await_ring(in, pd);
+		return;
+	}
+	pthread_mutex_unlock(&in->lock);
 	pthread_mutex_lock(&in->send_lock);
 	pthread_mutex_lock(&in->lock);
 	ok = in->connected && in->gen == pd->gen && pd->p.active;
@@ -699,6 +857,7 @@ static int vcpu_send_event(struct introspect *in, struct vcpu *v,
 
 	pthread_mutex_lock(&in->lock);
 	pd->p.active = false;
+	pd->on_ring = false;
 	if (new_val && pd->answered)
 		*new_val = pd->new_val;
 	pthread_mutex_unlock(&in->lock);
@@ -1100,6 +1259,8 @@ static void agent_doorbell(struct io_region *r, struct kvm_vcpu *kv,
 
 static void *writable_ptr(struct machine *m, uint64_t gpa, uint64_t len);
 static bool do_map_memory(struct introspect *in, const struct kvmi_req *r);
+static bool do_event_channel(struct introspect *in, const struct kvmi_req *r);
+static void chan_close(struct introspect *in);
 
 static bool writable_ram(struct machine *m, uint64_t page)
 {
@@ -1477,6 +1638,8 @@ static bool run_command(struct introspect *in, const struct kvmi_req *r)
 		return do_map_memory(in, r);
 	case KVMI_LKVM_VM_SET_BREAKPOINT:
 		return do_set_breakpoint(in, r);
+	case KVMI_LKVM_VM_EVENT_CHANNEL:
+		return do_event_channel(in, r);
 	case KVMI_VCPU_CONTROL_SINGLESTEP:
 		return do_singlestep(in, r, v);
 	case KVMI_VM_GET_INFO: {
@@ -1528,6 +1691,7 @@ static void cleanup(struct introspect *in)
 
 	pthread_mutex_lock(&in->lock);
 	__atomic_store_n(&in->connected, false, __ATOMIC_RELEASE);
+	in->chan_on = false;	/* no event goes in it any more */
 	in->unhook = false;
 	for (unsigned int i = 0; i < m->ncpus; i++)
 		__atomic_store_n(&in->vcpu_events[i], 0, __ATOMIC_RELAXED);
@@ -1578,7 +1742,18 @@ static bool stop_requested(struct introspect *in, short revents)
 }
 
 /* The server's epoll, what each entry is. */
-enum { EP_CONN, EP_STOP, EP_LISTEN, EP_KICK };
+enum { EP_CONN, EP_STOP, EP_LISTEN, EP_KICK, EP_BELL };
+
+/* The tool rang the doorbell: replies for vCPUs that sleep. */
+static void bell_rung(struct introspect *in)
+{
+	char b[64];
+
+	/* One ring: any more wake the next epoll_wait() at once. */
+	(void)!recv(in->bell_fd, b, sizeof(b), MSG_DONTWAIT);
+	for (unsigned int i = 0; i < in->m->ncpus; i++)
+		ring_take(in, &in->pend[i], true);
+}
 
 /* The next message from the tool, if one comes within timeout_ms. */
 static int read_next(struct introspect *in, int timeout_ms, size_t *len)
@@ -1624,6 +1799,8 @@ static void serve(struct introspect *in)
 			readable |= evs[i].data.u32 == EP_CONN;
 			stop |= evs[i].data.u32 == EP_STOP;
 			newcomer |= evs[i].data.u32 == EP_LISTEN;
+			if (evs[i].data.u32 == EP_BELL)
+				bell_rung(in);
 			/* A polling vCPU left messages in rbuf. */
 			if (evs[i].data.u32 == EP_KICK) {
 				(void)!read(in->kick_fd, &kicks, sizeof(kicks));
@@ -1702,6 +1879,7 @@ static void session(struct introspect *in, int fd)
 	serve(in);
 	flush_replies(in);	/* what was answered before it ended */
 	cleanup(in);
+	chan_close(in);
 	pthread_mutex_lock(&in->read_lock);
 	pthread_mutex_lock(&in->send_lock);
 	epoll_ctl(in->epfd, EPOLL_CTL_DEL, fd, NULL);
@@ -1910,6 +2088,107 @@ static bool do_map_memory(struct introspect *in, const struct kvmi_req *r)
 	return ok;
 }
 
+/* ---- the event channel: set up and torn down ------------------------------------ */
+
+/* Anonymous memory over the channel's area: the memfd's pages go (the
+ * tool's mapping keeps its own). Under lock, or before any thread. */
+static int chan_blank(struct introspect *in)
+{
+	return mmap(in->chan_area, in->chan_size, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) ==
+			       MAP_FAILED ?
+		       -errno :
+		       0;
+}
+
+/*
+ * KVMI_LKVM_VM_EVENT_CHANNEL: a fresh memfd for this connection (a tool
+ * that went keeps nothing of a later one) mapped over chan_area, and a
+ * doorbell socket pair; the tool gets the memfd and its end of the pair.
+ */
+static bool do_event_channel(struct introspect *in, const struct kvmi_req *r)
+{
+	struct kvmi_lkvm_vm_event_channel_reply rep = {
+		.file_size = (uint32_t)in->chan_size,
+		.slot_offset = CHAN_SLOT_OFF,
+		.slot_size = CHAN_SLOT_SIZE,
+		.nslots = (uint16_t)in->m->ncpus,
+	};
+	struct epoll_event ep = { .events = EPOLLIN, .data.u32 = EP_BELL };
+	int fds[2] = { -1, -1 }, bell[2] = { -1, -1 };
+	struct iovec iov;
+	bool on, ok;
+	ssize_t n;
+	int err = 0;
+
+	pthread_mutex_lock(&in->lock);
+	on = in->chan_on;
+	pthread_mutex_unlock(&in->lock);
+	if (on || !r->a.event_channel.enable)
+		return reply(in, r, on ? -KVM_EBUSY : 0, NULL, 0);
+	fds[0] = memfd_create("lkvm-kvmi-events",
+			      MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (fds[0] < 0 || ftruncate(fds[0], (off_t)in->chan_size) ||
+	    fcntl(fds[0], F_ADD_SEALS,
+		  F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) ||
+	    socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, bell) ||
+	    epoll_ctl(in->epfd, EPOLL_CTL_ADD, bell[0], &ep))
+		err = -errno;
+	if (!err) {
+		pthread_mutex_lock(&in->lock);
+		if (mmap(in->chan_area, in->chan_size, PROT_READ | PROT_WRITE,
+			 MAP_SHARED | MAP_FIXED, fds[0], 0) == MAP_FAILED) {
+			err = -errno;
+			chan_blank(in);	/* a failed MAP_FIXED may leave a hole */
+		} else {
+			in->bell_fd = bell[0];
+			in->chan_on = true;
+		}
+		pthread_mutex_unlock(&in->lock);
+	}
+	if (err) {
+		pr_warn("introspection: no event channel: %s", strerror(-err));
+		if (bell[0] >= 0) {
+			epoll_ctl(in->epfd, EPOLL_CTL_DEL, bell[0], NULL);
+			close(bell[0]);
+			close(bell[1]);
+		}
+		if (fds[0] >= 0)
+			close(fds[0]);
+		return reply(in, r, -KVM_ENOMEM, NULL, 0);
+	}
+	fds[1] = bell[1];
+	n = kvmi_reply_build(in->out, sizeof(in->out), r, 0, &rep, sizeof(rep));
+	ok = n > 0 && flush_replies(in);
+	if (ok) {
+		iov = (struct iovec){ in->out, (size_t)n };
+		pthread_mutex_lock(&in->send_lock);
+		ok = in->conn_fd >= 0 &&
+		     kvmi_io_send_fds(in->conn_fd, &iov, 1, fds, 2) == 0;
+		pthread_mutex_unlock(&in->send_lock);
+	}
+	/* The mapping and the tool's copies keep what is needed. */
+	close(fds[0]);
+	close(fds[1]);
+	return ok;
+}
+
+/* The connection has ended (cleanup() turned chan_on off): the channel
+ * goes, and its doorbell. */
+static void chan_close(struct introspect *in)
+{
+	pthread_mutex_lock(&in->lock);
+	if (in->bell_fd >= 0) {
+		epoll_ctl(in->epfd, EPOLL_CTL_DEL, in->bell_fd, NULL);
+		close(in->bell_fd);
+		in->bell_fd = -1;
+		if (chan_blank(in))
+			pr_warn("introspection: the event channel stays mapped: %s",
+				strerror(errno));
+	}
+	pthread_mutex_unlock(&in->lock);
+}
+
 /* ---- UNHOOK ------------------------------------------------------------------- */
 
 void introspect_unhook(struct machine *m)
@@ -1967,6 +2246,8 @@ static void free_in(struct introspect *in)
 	memset(in->cookie, 0, sizeof(in->cookie));
 	free(in->pend);
 	free(in->vcpu_events);
+	if (in->chan_area)
+		munmap(in->chan_area, in->chan_size);
 	if (in->ram_fd >= 0)
 		close(in->ram_fd);	/* the mappings keep the memory */
 	if (in->ram_ro_fd >= 0)
@@ -2017,7 +2298,7 @@ static int introspect_check(struct machine *m, void *opaque)
 	in->timeout_ms = EVENT_TIMEOUT_MS;
 	in->listen_fd = in->conn_fd = in->ram_fd = in->ram_ro_fd = -1;
 	in->stop_pipe[0] = in->stop_pipe[1] = -1;
-	in->epfd = in->kick_fd = -1;
+	in->epfd = in->kick_fd = in->bell_fd = -1;
 	in->poll_us = EVENT_POLL_US;
 	err = parse_spec(in, cfg->spec);
 	if (err) {
@@ -2049,6 +2330,17 @@ static int introspect_init(struct machine *m)
 	for (unsigned int i = 0; i < m->ncpus; i++) {
 		in->pend[i].in = in;
 		kvmi_io_poll_init(&in->pend[i].poll, in->poll_us);
+	}
+	/* The event channel's place, for lkvm's life (see chan_area). */
+	in->chan_size = CHAN_SLOT_OFF + (m->ncpus ? m->ncpus : 1) * CHAN_SLOT_SIZE;
+	in->chan_size = (in->chan_size + 4095) & ~(size_t)4095;
+	in->chan_area = mmap(NULL, in->chan_size, PROT_READ | PROT_WRITE,
+			     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (in->chan_area == MAP_FAILED) {
+		in->chan_area = NULL;
+		err = -ENOMEM;
+		pr_err("introspection: %s", strerror(-err));
+		goto fail;
 	}
 	pthread_mutex_init(&in->read_lock, NULL);
 	pthread_mutex_init(&in->send_lock, NULL);
@@ -2098,6 +2390,7 @@ static int introspect_init(struct machine *m)
 	in->proto.ev_allowed = in->proto.ev_supported;
 	kvmi_io_random(in->info.uuid, sizeof(in->info.uuid));
 	in->info.features = KVMI_LKVM_F_AGENT | KVMI_LKVM_F_SINGLESTEP |
+			    KVMI_LKVM_F_EVENT_CHANNEL |
 			    (in->ram_fd >= 0 ? KVMI_LKVM_F_MAP_MEMORY : 0);
 	in->info.version = KVMI_VERSION;
 	in->info.max_msg_size = KVMI_MAX_MSG_SIZE;
@@ -2116,6 +2409,8 @@ static int introspect_init(struct machine *m)
 		err = machine_add_counters(m, "kvmi-events", &in->ev_sent);
 	if (!err)
 		err = machine_add_counters(m, "kvmi-polled", &in->ev_polled);
+	if (!err)
+		err = machine_add_counters(m, "kvmi-channel", &in->ev_chan);
 	if (err) {
 		pr_err("introspection: %s", strerror(-err));
 		goto fail;
@@ -2158,6 +2453,10 @@ static const struct seccomp_rule introspect_seccomp[] = {
 	SECCOMP_SYSCALL(connect, SECCOMP_IO),
 	/* A vCPU whose tool stalls cuts it off. */
 	SECCOMP_SYSCALL(shutdown, SECCOMP_ALL),
+	/* The event channel a tool asks for: its memory and doorbell. */
+	SECCOMP_SYSCALL(memfd_create, SECCOMP_IO),
+	SECCOMP_SYSCALL(ftruncate, SECCOMP_IO),
+	SECCOMP_SYSCALL_ARG(socketpair, 0, AF_UNIX, SECCOMP_IO),
 	/* Write protection splits memory slots; MSR interception; the
 	 * vCPU state a tool reads. */
 	SECCOMP_IOCTL(KVM_SET_USER_MEMORY_REGION, SECCOMP_ALL),

@@ -85,16 +85,22 @@ static int wait_fd(int fd, short events, int64_t deadline)
 
 int kvmi_io_send(int fd, const struct iovec *iov, int iovcnt, int pass_fd)
 {
+	return kvmi_io_send_fds(fd, iov, iovcnt, &pass_fd, pass_fd >= 0);
+}
+
+int kvmi_io_send_fds(int fd, const struct iovec *iov, int iovcnt,
+		     const int *fds, unsigned int nfds)
+{
 	union {
 		struct cmsghdr h;
-		char buf[CMSG_SPACE(sizeof(int))];
+		char buf[CMSG_SPACE(sizeof(int) * KVMI_IO_MAX_FDS)];
 	} ctl;
 	struct iovec v[MAX_IOV];
 	struct msghdr mh = { .msg_iov = v, .msg_iovlen = iovcnt };
 	int64_t deadline = -1;
 	bool first = true;
 
-	if (iovcnt < 1 || iovcnt > MAX_IOV)
+	if (iovcnt < 1 || iovcnt > MAX_IOV || nfds > KVMI_IO_MAX_FDS)
 		return -EINVAL;
 	memcpy(v, iov, sizeof(*iov) * iovcnt);
 	for (;;) {
@@ -106,15 +112,15 @@ int kvmi_io_send(int fd, const struct iovec *iov, int iovcnt, int pass_fd)
 		}
 		if (!mh.msg_iovlen)
 			return 0;
-		if (first && pass_fd >= 0) {
+		if (first && nfds) {
 			memset(&ctl, 0, sizeof(ctl));
 			mh.msg_control = ctl.buf;
-			mh.msg_controllen = sizeof(ctl.buf);
+			mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
 			CMSG_FIRSTHDR(&mh)->cmsg_level = SOL_SOCKET;
 			CMSG_FIRSTHDR(&mh)->cmsg_type = SCM_RIGHTS;
-			CMSG_FIRSTHDR(&mh)->cmsg_len = CMSG_LEN(sizeof(int));
-			memcpy(CMSG_DATA(CMSG_FIRSTHDR(&mh)), &pass_fd,
-			       sizeof(int));
+			CMSG_FIRSTHDR(&mh)->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+			memcpy(CMSG_DATA(CMSG_FIRSTHDR(&mh)), fds,
+			       sizeof(int) * nfds);
 		} else {
 			mh.msg_control = NULL;
 			mh.msg_controllen = 0;
@@ -152,8 +158,14 @@ int kvmi_io_send(int fd, const struct iovec *iov, int iovcnt, int pass_fd)
 	}
 }
 
-/* Keeps the first descriptor passed (when wanted), closes any other. */
-static void take_fds(struct msghdr *mh, int *passed_fd)
+/* Descriptors passed with a message: up to max kept, in order. */
+struct io_fds {
+	int *fd;
+	unsigned int max, n;
+};
+
+/* Keeps the first descriptors passed (as many as wanted), closes others. */
+static void take_fds(struct msghdr *mh, struct io_fds *kept)
 {
 	for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
 		size_t n;
@@ -165,8 +177,8 @@ static void take_fds(struct msghdr *mh, int *passed_fd)
 			int fd;
 
 			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(fd));
-			if (passed_fd && *passed_fd < 0)
-				*passed_fd = fd;
+			if (kept->n < kept->max)
+				kept->fd[kept->n++] = fd;
 			else
 				close(fd);
 		}
@@ -179,7 +191,7 @@ static void take_fds(struct msghdr *mh, int *passed_fd)
  */
 static int read_exact(int fd, uint8_t *p, size_t len, int64_t first_deadline,
 		      int64_t spin_until_us, bool *slept, size_t *got,
-		      int *passed_fd)
+		      struct io_fds *passed)
 {
 	union {
 		struct cmsghdr h;
@@ -232,7 +244,7 @@ static int read_exact(int fd, uint8_t *p, size_t len, int64_t first_deadline,
 			/* Cut off inside a message: the stream is lost. */
 			return err == -ECONNRESET && *got ? -EPROTO : err;
 		}
-		take_fds(&mh, passed_fd);
+		take_fds(&mh, passed);
 		if (!n)
 			return *got ? -EPROTO : -ECONNRESET;
 		if (!*got)
@@ -254,11 +266,21 @@ int kvmi_io_recv(int fd, void *buf, size_t cap, int timeout_ms, size_t *len,
 int kvmi_io_recv_poll(int fd, void *buf, size_t cap, int timeout_ms,
 		      struct kvmi_io_poll *poll, size_t *len, int *passed_fd)
 {
+	unsigned int n;
+
+	return kvmi_io_recv_fds(fd, buf, cap, timeout_ms, poll, len, passed_fd,
+				passed_fd ? 1 : 0, &n);
+}
+
+int kvmi_io_recv_fds(int fd, void *buf, size_t cap, int timeout_ms,
+		     struct kvmi_io_poll *poll, size_t *len, int *fds,
+		     unsigned int max_fds, unsigned int *nfds)
+{
 	int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
 	int64_t start = 0, spin_until = 0;
 	struct kvmi_msg_hdr hdr;
 	bool slept = false;
-	int fd_in = -1;
+	struct io_fds in = { fds, max_fds, 0 };
 	size_t got = 0;
 	int err;
 
@@ -275,12 +297,13 @@ int kvmi_io_recv_poll(int fd, void *buf, size_t cap, int timeout_ms,
 	}
 
 	*len = 0;
-	if (passed_fd)
-		*passed_fd = -1;
+	*nfds = 0;
+	for (unsigned int i = 0; i < max_fds; i++)
+		fds[i] = -1;
 	if (cap < HDR_SIZE)
 		return -EINVAL;
 	err = read_exact(fd, buf, HDR_SIZE, deadline, spin_until, &slept, &got,
-			 &fd_in);
+			 &in);
 	if (!err) {
 		memcpy(&hdr, buf, sizeof(hdr));
 		if (kvmi_check_hdr(&hdr) || HDR_SIZE + hdr.size > cap)
@@ -288,19 +311,18 @@ int kvmi_io_recv_poll(int fd, void *buf, size_t cap, int timeout_ms,
 	}
 	if (!err)
 		err = read_exact(fd, (uint8_t *)buf + HDR_SIZE, hdr.size,
-				 deadline, spin_until, &slept, &got, &fd_in);
+				 deadline, spin_until, &slept, &got, &in);
 	if (poll && err != -ETIMEDOUT)
 		kvmi_io_poll_update(poll, kvmi_io_now_us() - start, !slept);
 	if (err) {
-		if (fd_in >= 0)
-			close(fd_in);
+		for (unsigned int i = 0; i < in.n; i++) {
+			close(fds[i]);
+			fds[i] = -1;
+		}
 		return err;
 	}
 	*len = HDR_SIZE + hdr.size;
-	if (passed_fd)
-		*passed_fd = fd_in;
-	else if (fd_in >= 0)
-		close(fd_in);
+	*nfds = in.n;
 	return 0;
 }
 

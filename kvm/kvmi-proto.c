@@ -33,6 +33,11 @@ _Static_assert(sizeof(struct kvmi_vcpu_get_registers_reply) == 472, "regs");
 _Static_assert(sizeof(struct kvmi_lkvm_vm_map_memory_reply) == 16, "map");
 _Static_assert(sizeof(struct kvmi_lkvm_mem_region) == 24, "mem_region");
 _Static_assert(sizeof(struct kvmi_lkvm_vm_set_breakpoint) == 16, "set_bp");
+_Static_assert(sizeof(struct kvmi_lkvm_vm_event_channel) == 8, "chan");
+_Static_assert(sizeof(struct kvmi_lkvm_vm_event_channel_reply) == 16,
+	       "chan_reply");
+_Static_assert(sizeof(struct kvmi_lkvm_chan_hdr) == 64, "chan_hdr");
+_Static_assert(sizeof(struct kvmi_lkvm_chan_slot) == 1024, "chan_slot");
 _Static_assert(sizeof(struct kvmi_lkvm_hs_hello) == 48, "hs_hello");
 _Static_assert(sizeof(struct kvmi_lkvm_hs_auth) == 64, "hs_auth");
 _Static_assert(sizeof(struct kvmi_lkvm_hs_welcome) == 72, "hs_welcome");
@@ -137,6 +142,9 @@ static const struct cmd_desc cmds[] = {
 	CMD(KVMI_LKVM_VM_SET_BREAKPOINT,
 	    sizeof(struct kvmi_lkvm_vm_set_breakpoint), 0, 9, 7, 8,
 	    check_set_breakpoint),
+	CMD(KVMI_LKVM_VM_EVENT_CHANNEL,
+	    sizeof(struct kvmi_lkvm_vm_event_channel),
+	    sizeof(struct kvmi_lkvm_vm_event_channel_reply), 1, 7, 0, NULL),
 };
 
 struct event_desc {

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -36,6 +37,22 @@ struct kvmi_conn {
 	struct kvmi_guest guest;
 	struct kvmi_event *queue;	/* ring of events read early */
 	unsigned int qhead, qlen, qcap;
+	/*
+	 * The event channel (docs/kvmi.md): asked for at the first
+	 * kvmi_wait_event() when the VMM offers it, unless the tool said
+	 * no. chan: its memory, mapped; bell: our end of the doorbell;
+	 * ring[i]: the event of vCPU i read from its slot and not answered.
+	 */
+	enum { CHAN_AUTO, CHAN_OFF, CHAN_ON } chan_mode;
+	uint8_t *chan;
+	size_t chan_size;
+	uint32_t slot_off, slot_size;
+	unsigned int nslots, scan;
+	int bell;
+	struct {
+		bool pending;
+		uint32_t seq;
+	} *ring;
 	union {
 		uint64_t align;
 		uint8_t buf[HDR_SIZE + KVMI_MAX_MSG_SIZE];
@@ -102,6 +119,7 @@ int kvmi_open_fd_cookie(int fd, const void *cookie, size_t cookie_len,
 		return -ENOMEM;
 	}
 	c->fd = fd;
+	c->bell = -1;
 	c->timeout_ms = DEFAULT_TIMEOUT_MS;
 	kvmi_io_poll_init(&c->poll, DEFAULT_POLL_US);
 	c->seq = 1;
@@ -180,6 +198,11 @@ void kvmi_close(struct kvmi_conn *c)
 	if (!c)
 		return;
 	close(c->fd);
+	if (c->chan)
+		munmap(c->chan, c->chan_size);
+	if (c->bell >= 0)
+		close(c->bell);
+	free(c->ring);
 	free(c->queue);
 	free(c);
 }
@@ -261,11 +284,13 @@ static int left_of(int64_t deadline)
  * VMM's server thread's, which may need this very core: no polling.
  */
 static int read_msg(struct kvmi_conn *c, int timeout_ms, bool poll,
-		    size_t *len, int *passed_fd)
+		    size_t *len, int *fds, unsigned int max_fds,
+		    unsigned int *nfds)
 {
-	int err = kvmi_io_recv_poll(c->fd, c->in.buf, sizeof(c->in.buf),
-				    timeout_ms, poll ? &c->poll : NULL, len,
-				    passed_fd);
+	unsigned int n;
+	int err = kvmi_io_recv_fds(c->fd, c->in.buf, sizeof(c->in.buf),
+				   timeout_ms, poll ? &c->poll : NULL, len,
+				   fds, max_fds, nfds ? nfds : &n);
 
 	if (err == -ETIMEDOUT)
 		return err;
@@ -305,13 +330,24 @@ static int send_cmd(struct kvmi_conn *c, uint16_t id, int vcpu,
 	return 0;
 }
 
+static void close_fds(int *fds, unsigned int n)
+{
+	for (unsigned int i = 0; i < n; i++) {
+		if (fds[i] >= 0)
+			close(fds[i]);
+		fds[i] = -1;
+	}
+}
+
 /*
  * Waits for the reply to command (id, seq); events that come first are
- * queued. The reply's data is copied to reply (see kvmi_command()).
+ * queued. The reply's data is copied to reply (see kvmi_command()); a
+ * reply that must carry descriptors (nfds of them, to fd_out) has
+ * exactly that many when it says success.
  */
 static int wait_reply(struct kvmi_conn *c, uint16_t id, uint32_t seq,
 		      void *reply, size_t reply_cap, size_t *reply_len,
-		      int *fd_out)
+		      int *fd_out, unsigned int nfds)
 {
 	int64_t deadline = deadline_of(c->timeout_ms);
 	size_t len;
@@ -319,21 +355,22 @@ static int wait_reply(struct kvmi_conn *c, uint16_t id, uint32_t seq,
 
 	if (reply_len)
 		*reply_len = 0;
-	if (fd_out)
-		*fd_out = -1;
+	for (unsigned int i = 0; fd_out && i < nfds; i++)
+		fd_out[i] = -1;
 	if (c->dead)
 		return -ENOTCONN;
 	for (;;) {
 		struct kvmi_reply r;
 		struct kvmi_event ev;
-		int pfd = -1;
+		int pfd[KVMI_IO_MAX_FDS];
+		unsigned int got;
 
-		err = read_msg(c, left_of(deadline), false, &len, &pfd);
+		err = read_msg(c, left_of(deadline), false, &len, pfd,
+			       KVMI_IO_MAX_FDS, &got);
 		if (err)
 			return err == -ETIMEDOUT ? fail(c, err) : err;
 		if (kvmi_msg_is_event(c->in.buf, len)) {
-			if (pfd >= 0)
-				close(pfd);
+			close_fds(pfd, got);
 			err = kvmi_event_parse(c->in.buf, len, &ev);
 			if (!err)
 				err = enqueue(c, &ev);
@@ -341,24 +378,20 @@ static int wait_reply(struct kvmi_conn *c, uint16_t id, uint32_t seq,
 				return fail(c, -EPROTO);
 			continue;
 		}
-		if (kvmi_reply_parse(c->in.buf, len, id, seq, &r)) {
-			if (pfd >= 0)
-				close(pfd);
+		if (kvmi_reply_parse(c->in.buf, len, id, seq, &r) ||
+		    (fd_out && !r.err && got != nfds)) {
+			close_fds(pfd, got);
 			return fail(c, -EPROTO);
 		}
-		if (fd_out && !r.err && pfd < 0)
-			return fail(c, -EPROTO);
-		if (fd_out)
-			*fd_out = pfd;
-		else if (pfd >= 0)
-			close(pfd);
+		if (fd_out && !r.err)
+			memcpy(fd_out, pfd, nfds * sizeof(int));
+		else
+			close_fds(pfd, got);
 		if (r.err)
 			return r.err;
 		if (reply_len ? r.len > reply_cap : r.len != reply_cap) {
-			if (fd_out && *fd_out >= 0) {
-				close(*fd_out);
-				*fd_out = -1;
-			}
+			if (fd_out)
+				close_fds(fd_out, nfds);
 			return fail(c, -EPROTO);
 		}
 		if (r.len)
@@ -370,9 +403,10 @@ static int wait_reply(struct kvmi_conn *c, uint16_t id, uint32_t seq,
 }
 
 /* Sends a command and waits for its reply. */
-static int call(struct kvmi_conn *c, uint16_t id, int vcpu,
-		const struct iovec *args, int nargs, void *reply,
-		size_t reply_cap, size_t *reply_len, int *fd_out)
+static int call_fds(struct kvmi_conn *c, uint16_t id, int vcpu,
+		    const struct iovec *args, int nargs, void *reply,
+		    size_t reply_cap, size_t *reply_len, int *fd_out,
+		    unsigned int nfds)
 {
 	uint32_t seq;
 	int err = send_cmd(c, id, vcpu, args, nargs, &seq);
@@ -380,11 +414,20 @@ static int call(struct kvmi_conn *c, uint16_t id, int vcpu,
 	if (err) {
 		if (reply_len)
 			*reply_len = 0;
-		if (fd_out)
-			*fd_out = -1;
+		for (unsigned int i = 0; fd_out && i < nfds; i++)
+			fd_out[i] = -1;
 		return err;
 	}
-	return wait_reply(c, id, seq, reply, reply_cap, reply_len, fd_out);
+	return wait_reply(c, id, seq, reply, reply_cap, reply_len, fd_out,
+			  nfds);
+}
+
+static int call(struct kvmi_conn *c, uint16_t id, int vcpu,
+		const struct iovec *args, int nargs, void *reply,
+		size_t reply_cap, size_t *reply_len, int *fd_out)
+{
+	return call_fds(c, id, vcpu, args, nargs, reply, reply_cap, reply_len,
+			fd_out, fd_out ? 1 : 0);
 }
 
 static int call1(struct kvmi_conn *c, uint16_t id, int vcpu,
@@ -502,7 +545,7 @@ int kvmi_read_physical(struct kvmi_conn *c, uint64_t gpa, void *buf,
 			continue;
 		}
 		err = wait_reply(c, KVMI_VM_READ_PHYSICAL, fl[head].seq,
-				 fl[head].dst, fl[head].n, NULL, NULL);
+				 fl[head].dst, fl[head].n, NULL, NULL, 0);
 		head = (head + 1) % READ_WINDOW;
 		count--;
 	}
@@ -511,7 +554,7 @@ int kvmi_read_physical(struct kvmi_conn *c, uint64_t gpa, void *buf,
 		uint8_t scratch[KVMI_PAGE_SIZE];
 
 		wait_reply(c, KVMI_VM_READ_PHYSICAL, fl[head].seq, scratch,
-			   fl[head].n, NULL, NULL);
+			   fl[head].n, NULL, NULL, 0);
 		head = (head + 1) % READ_WINDOW;
 		count--;
 	}
@@ -838,10 +881,208 @@ void *kvmi_memmap_ptr(const struct kvmi_memmap *m, uint64_t gpa, uint64_t len)
 	return NULL;
 }
 
-int kvmi_wait_event(struct kvmi_conn *c, struct kvmi_event *ev, int timeout_ms)
+/* ---- the event channel ---------------------------------------------------- */
+
+#define CHAN_MAX_SIZE (64u << 20)
+
+static struct kvmi_lkvm_chan_slot *chan_slot(const struct kvmi_conn *c,
+					     unsigned int i)
+{
+	return (struct kvmi_lkvm_chan_slot *)(c->chan + c->slot_off +
+					      (size_t)i * c->slot_size);
+}
+
+/* Asks the VMM for the channel and maps it. */
+static int chan_open(struct kvmi_conn *c)
+{
+	struct kvmi_lkvm_vm_event_channel a = { .enable = 1 };
+	struct kvmi_lkvm_vm_event_channel_reply r;
+	struct iovec v = { .iov_base = &a, .iov_len = sizeof(a) };
+	int fds[2], err;
+	struct stat st;
+	void *base;
+
+	err = call_fds(c, KVMI_LKVM_VM_EVENT_CHANNEL, -1, &v, 1, &r, sizeof(r),
+		       NULL, fds, 2);
+	if (err)
+		return err;
+	/* Every slot inside the file, and the file as large as it says. */
+	if (r.padding || r.nslots != c->guest.vcpu_count || !r.nslots ||
+	    r.file_size > CHAN_MAX_SIZE ||
+	    r.slot_offset < sizeof(struct kvmi_lkvm_chan_hdr) ||
+	    r.slot_size < sizeof(struct kvmi_lkvm_chan_slot) ||
+	    r.slot_size % 8 || r.slot_offset % 8 ||
+	    (uint64_t)r.slot_offset + (uint64_t)r.nslots * r.slot_size >
+		    r.file_size ||
+	    fstat(fds[0], &st) || (uint64_t)st.st_size < r.file_size) {
+		close_fds(fds, 2);
+		return fail(c, -EPROTO);
+	}
+	c->ring = calloc(r.nslots, sizeof(*c->ring));
+	base = mmap(NULL, r.file_size, PROT_READ | PROT_WRITE, MAP_SHARED,
+		    fds[0], 0);
+	close(fds[0]);
+	if (!c->ring || base == MAP_FAILED) {
+		err = base == MAP_FAILED ? -errno : -ENOMEM;
+		if (base != MAP_FAILED)
+			munmap(base, r.file_size);
+		free(c->ring);
+		c->ring = NULL;
+		close(fds[1]);
+		return err;
+	}
+	c->chan = base;
+	c->chan_size = r.file_size;
+	c->slot_off = r.slot_offset;
+	c->slot_size = r.slot_size;
+	c->nslots = r.nslots;
+	c->bell = fds[1];
+	return 0;
+}
+
+int kvmi_set_event_channel(struct kvmi_conn *c, bool on)
+{
+	int err;
+
+	if (c->chan)
+		return on ? 0 : -EBUSY;
+	if (!on) {
+		c->chan_mode = CHAN_OFF;
+		return 0;
+	}
+	if (c->dead)
+		return -ENOTCONN;
+	if (!(c->guest.features & KVMI_LKVM_F_EVENT_CHANNEL))
+		return -KVM_ENOSYS;
+	err = chan_open(c);
+	c->chan_mode = err ? CHAN_OFF : CHAN_ON;
+	return err;
+}
+
+bool kvmi_event_channel(const struct kvmi_conn *c)
+{
+	return c->chan != NULL;
+}
+
+/* An event from a slot: 1 with *ev, 0: none, or a failure. */
+static int chan_scan(struct kvmi_conn *c, struct kvmi_event *ev)
+{
+	for (unsigned int k = 0; k < c->nslots; k++) {
+		unsigned int i = (c->scan + k) % c->nslots;
+		struct kvmi_lkvm_chan_slot *s = chan_slot(c, i);
+		uint32_t len;
+
+		if (__atomic_load_n(&s->state, __ATOMIC_ACQUIRE) !=
+		    KVMI_LKVM_SLOT_EVENT)
+			continue;
+		len = __atomic_load_n(&s->event_len, __ATOMIC_RELAXED);
+		if (len > sizeof(s->event))
+			return fail(c, -EPROTO);
+		memcpy(c->in.buf, s->event, len);
+		__atomic_store_n(&s->state, KVMI_LKVM_SLOT_TAKEN,
+				 __ATOMIC_RELAXED);
+		if (kvmi_event_parse(c->in.buf, len, ev) || !ev->is_vcpu ||
+		    ev->vcpu != i)
+			return fail(c, -EPROTO);
+		c->ring[i].pending = true;
+		c->ring[i].seq = ev->hdr.seq;
+		c->scan = i + 1;
+		return 1;
+	}
+	return 0;
+}
+
+/* An event on the socket within timeout_ms (polling first as c->poll
+ * says, with poll): 1 with *ev, 0: none. */
+static int sock_event(struct kvmi_conn *c, struct kvmi_event *ev,
+		      int timeout_ms, bool poll)
 {
 	size_t len;
-	int err;
+	int err = read_msg(c, timeout_ms, poll, &len, NULL, 0, NULL);
+
+	if (err == -ETIMEDOUT)
+		return 0;
+	if (err)
+		return err;
+	/* No command is waiting: anything but an event is out of place. */
+	if (!kvmi_msg_is_event(c->in.buf, len) ||
+	    kvmi_event_parse(c->in.buf, len, ev))
+		return fail(c, -EPROTO);
+	return 1;
+}
+
+/*
+ * The next event from the slots or the socket: looks at both for the
+ * polling window, then says it sleeps, looks once more (an event posted
+ * just before did not see the flag) and sleeps on both the socket and
+ * the doorbell.
+ */
+static int chan_wait(struct kvmi_conn *c, struct kvmi_event *ev,
+		     int timeout_ms)
+{
+	struct kvmi_lkvm_chan_hdr *h = (struct kvmi_lkvm_chan_hdr *)c->chan;
+	int64_t deadline = deadline_of(timeout_ms);
+	int64_t start = kvmi_io_now_us(), win = c->poll.cur_us;
+	bool slept = false;
+	int r = 0;
+
+	if (timeout_ms >= 0 && win > (int64_t)timeout_ms * 1000)
+		win = (int64_t)timeout_ms * 1000;
+	for (unsigned int i = 0;; i++) {
+		struct pollfd p[2] = {
+			{ .fd = c->fd, .events = POLLIN },
+			{ .fd = c->bell, .events = POLLIN },
+		};
+		char b[64];
+		int n;
+
+		r = chan_scan(c, ev);
+		/* The socket (VM events, the end) costs a system call: now
+		 * and then. */
+		if (!r && !(i % 32))
+			r = sock_event(c, ev, 0, false);
+		if (r)
+			break;
+		if (!slept && kvmi_io_now_us() - start < win) {
+			if (!(i % 32))
+				sched_yield();
+			kvmi_io_relax();
+			continue;
+		}
+		__atomic_store_n(&h->tool_sleeping, 1, __ATOMIC_SEQ_CST);
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+		r = chan_scan(c, ev);
+		n = r ? 1 : poll(p, 2, left_of(deadline));
+		__atomic_store_n(&h->tool_sleeping, 0, __ATOMIC_RELAXED);
+		if (r)
+			break;
+		if (n < 0 && errno != EINTR) {
+			r = -errno;
+			break;
+		}
+		slept = true;
+		/* One ring at a time: more wake the next poll() at once. */
+		if (n > 0 && p[1].revents)
+			(void)!recv(c->bell, b, sizeof(b), MSG_DONTWAIT);
+		if (!n) {
+			r = -ETIMEDOUT;
+			break;
+		}
+		if (n > 0 && p[0].revents) {
+			r = sock_event(c, ev, 0, false);
+			if (r)
+				break;
+		}
+		i = 1;		/* the socket again only in 31 rounds */
+	}
+	if (r != -ETIMEDOUT)
+		kvmi_io_poll_update(&c->poll, kvmi_io_now_us() - start, !slept);
+	return r < 0 ? r : 0;
+}
+
+int kvmi_wait_event(struct kvmi_conn *c, struct kvmi_event *ev, int timeout_ms)
+{
+	int r;
 
 	if (c->qlen) {
 		*ev = c->queue[c->qhead];
@@ -851,14 +1092,16 @@ int kvmi_wait_event(struct kvmi_conn *c, struct kvmi_event *ev, int timeout_ms)
 	}
 	if (c->dead)
 		return -ENOTCONN;
-	err = read_msg(c, timeout_ms, true, &len, NULL);
-	if (err)
-		return err;
-	/* No command is waiting: anything but an event is out of place. */
-	if (!kvmi_msg_is_event(c->in.buf, len) ||
-	    kvmi_event_parse(c->in.buf, len, ev))
-		return fail(c, -EPROTO);
-	return 0;
+	/* Events through memory when the VMM offers it: a failure to set
+	 * it up leaves them on the socket (the VMM's events go there). */
+	if (c->chan_mode == CHAN_AUTO)
+		kvmi_set_event_channel(c, true);
+	if (c->qlen || c->dead)
+		return kvmi_wait_event(c, ev, timeout_ms);
+	if (c->chan)
+		return chan_wait(c, ev, timeout_ms);
+	r = sock_event(c, ev, timeout_ms, true);
+	return r < 0 ? r : r ? 0 : -ETIMEDOUT;
 }
 
 int kvmi_reply_event(struct kvmi_conn *c, const struct kvmi_event *ev,
@@ -874,6 +1117,23 @@ int kvmi_reply_event(struct kvmi_conn *c, const struct kvmi_event *ev,
 	n = kvmi_event_reply_build(buf, sizeof(buf), ev, action, data, len);
 	if (n < 0)
 		return n;
+	/* An event from a slot is answered there. */
+	if (c->chan && ev->vcpu < c->nslots && c->ring[ev->vcpu].pending &&
+	    c->ring[ev->vcpu].seq == ev->hdr.seq) {
+		struct kvmi_lkvm_chan_slot *s = chan_slot(c, ev->vcpu);
+
+		memcpy(s->reply, buf, (size_t)n);
+		__atomic_store_n(&s->reply_len, (uint32_t)n, __ATOMIC_RELAXED);
+		__atomic_store_n(&s->state, KVMI_LKVM_SLOT_REPLY,
+				 __ATOMIC_RELEASE);
+		c->ring[ev->vcpu].pending = false;
+		/* The vCPU sleeps: wake it (it says so, then looks again). */
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+		if (__atomic_load_n(&s->vcpu_waiting, __ATOMIC_RELAXED))
+			(void)!send(c->bell, "", 1,
+				    MSG_DONTWAIT | MSG_NOSIGNAL);
+		return 0;
+	}
 	v.iov_len = n;
 	err = kvmi_io_send(c->fd, &v, 1, -1);
 	return err ? fail(c, err) : 0;

@@ -223,13 +223,13 @@ reply-wrong-seq closed"
 
 @test "replies a polling vCPU reads itself act as the server's: CONTINUE, RETRY" {
 	start g ,poll=1000000
-	run ki g protect "$GPA" --count 2
+	run ki g --socket-events protect "$GPA" --count 2
 	[ "$status" -eq 0 ] || { echo "$output"; return 1; }
 	[ "$(grep -c '"action":"continue"' <<<"$output")" -eq 2 ] ||
 		{ echo "$output"; return 1; }
 	wait_round g $(($(last_round g) + 1))
 	[ -z "$(refused g)" ] || { refused g; return 1; }
-	run ki g watch "write:$GPA" --action retry --count 1
+	run ki g --socket-events watch "write:$GPA" --action retry --count 1
 	[ "$status" -eq 0 ] || { echo "$output"; return 1; }
 	wait_round g $(($(last_round g) + 2))
 	run refused g
@@ -248,7 +248,7 @@ reply-wrong-seq closed"
 
 @test "poll=0: no polling, the server reads every reply" {
 	start g ,poll=0
-	run ki g protect "$GPA" --count 2
+	run ki g --socket-events protect "$GPA" --count 2
 	[ "$status" -eq 0 ] || { echo "$output"; return 1; }
 	run "$LKVM" stat g --all
 	sent=$(awk '$1 == "dev.kvmi-events.requests" { print $2 }' <<<"$output")
@@ -329,4 +329,89 @@ reply-wrong-seq closed"
 	# Out of range: refused by the codec.
 	run ki g inject 32
 	[ "$status" -eq 1 ]
+}
+
+# `lkvm stat` counter KEY of guest NAME.
+counter() { # NAME KEY
+	"$LKVM" stat "$1" --all | awk -v k="$2" '$1 == k { print $2 }'
+}
+
+@test "the event channel: lkvm introspect answers through shared memory; --socket-events keeps the socket" {
+	start g
+	run ki g protect "$GPA" --count 2
+	[ "$status" -eq 0 ] || { echo "$output"; return 1; }
+	[ "$(grep -c '"action":"continue"' <<<"$output")" -eq 2 ] ||
+		{ echo "$output"; return 1; }
+	chan=$(counter g dev.kvmi-channel.requests)
+	[ "$chan" -ge 2 ] || { "$LKVM" stat g --all; return 1; }
+	# RETRY through the channel refuses the write, as on the socket.
+	run ki g watch "write:$GPA" --action retry --count 1
+	[ "$status" -eq 0 ] || { echo "$output"; return 1; }
+	wait_round g $(($(last_round g) + 2))
+	run refused g
+	[ "${#lines[@]}" -eq 1 ] || { echo "$output"; return 1; }
+	# The socket, on request: the channel's count stays.
+	sent=$(counter g dev.kvmi-events.requests)
+	chan=$(counter g dev.kvmi-channel.requests)
+	run ki g --socket-events protect "$GPA" --count 2
+	[ "$status" -eq 0 ] || { echo "$output"; return 1; }
+	[ "$(counter g dev.kvmi-channel.requests)" -eq "$chan" ] &&
+		[ "$(counter g dev.kvmi-events.requests)" -ge $((sent + 2)) ] ||
+		{ "$LKVM" stat g --all; return 1; }
+	wait_round g $(($(last_round g) + 1))
+	[ "$(refused g | wc -l)" -eq 1 ]
+}
+
+# tests/kvmi-raw.py's channel MODE against guest g: its output.
+raw_channel() { # MODE
+	run python3 "$BATS_TEST_DIRNAME/kvmi-raw.py" "$TMP/g.sock" \
+		"$TMP/cookie" channel "$GPA" "$1"
+	[ "$status" -eq 0 ] || { echo "$output"; return 1; }
+	head="check-command-event-channel 0
+event-channel-bad-flag -22
+event-channel 0 fds 2 slots 1
+event-channel-again -16
+control-pf 0
+protect 0
+slot-event 17 gpa-ok 1"
+}
+
+@test "the event channel from a raw tool: CONTINUE, then RETRY, through the doorbell when the vCPU sleeps" {
+	start g
+	raw_channel continue-retry
+	[ "$output" = "$head
+rang-doorbell
+rang-doorbell
+second-event-new 1
+release 0" ] || { echo "$output"; return 1; }
+	# Both replies were the server's (the vCPU had stopped looking).
+	[ "$(counter g dev.kvmi-channel.errors)" -ge 2 ] ||
+		{ "$LKVM" stat g --all; return 1; }
+	wait_round g $(($(last_round g) + 2))
+	# Only the RETRY's write was refused.
+	run refused g
+	[ "${#lines[@]}" -eq 1 ] || { echo "$output"; return 1; }
+}
+
+@test "garbage in the event channel drops the tool; the guest runs on, its write lands" {
+	start g
+	raw_channel garbage
+	[ "$output" = "$head
+rang-doorbell
+after-garbage closed" ] || { echo "$output"; return 1; }
+	grep -q 'dropping the tool: it wrote a bad event reply in the event channel' \
+		"$TMP/g.log" || { cat "$TMP/g.log"; return 1; }
+	wait_round g $(($(last_round g) + 2))
+	[ -z "$(refused g)" ] || { refused g; return 1; }
+}
+
+@test "a tool that takes an event from the channel and never answers hits the timeout" {
+	start g ,timeout=300
+	raw_channel stall
+	[ "$output" = "$head
+after-stall closed" ] || { echo "$output"; return 1; }
+	grep -q 'dropping the tool: it left an event unanswered past the timeout' \
+		"$TMP/g.log" || { cat "$TMP/g.log"; return 1; }
+	wait_round g $(($(last_round g) + 2))
+	[ -z "$(refused g)" ] || { refused g; return 1; }
 }

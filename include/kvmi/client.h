@@ -184,6 +184,20 @@ struct kvmi_event {
 int kvmi_wait_event(struct kvmi_conn *conn, struct kvmi_event *ev,
 		    int timeout_ms);
 /*
+ * lkvm's event channel (docs/kvmi.md): vCPU events and their replies
+ * through memory shared with the VMM rather than the socket, a shorter
+ * round trip. kvmi_wait_event() asks for it by itself the first time,
+ * when the VMM offers it (KVMI_LKVM_F_EVENT_CHANNEL); VM events and
+ * commands stay on the socket. With the channel on, events do not make
+ * kvmi_fd() readable: a tool that waits for them with its own poll()
+ * keeps them on the socket with kvmi_set_event_channel(conn, false)
+ * before its first wait. on: asks for it now (0, or the VMM's refusal).
+ * false once it is on: -EBUSY (it lasts as long as the connection).
+ */
+int kvmi_set_event_channel(struct kvmi_conn *conn, bool on);
+/* Whether events come through the channel. */
+bool kvmi_event_channel(const struct kvmi_conn *conn);
+/*
  * Answers a vCPU event with KVMI_EVENT_ACTION_*; data is what the event's
  * reply carries after struct kvmi_vcpu_event_reply (the u64 new value for
  * MSR and CR events, nothing otherwise).

@@ -119,6 +119,8 @@ enum {
 	KVMI_LKVM_VM_MAP_MEMORY		= KVMI_VM_MESSAGE_ID(0x200),
 	/* A hardware execution breakpoint on every vCPU. */
 	KVMI_LKVM_VM_SET_BREAKPOINT	= KVMI_VM_MESSAGE_ID(0x201),
+	/* vCPU events through shared memory (SCM_RIGHTS). */
+	KVMI_LKVM_VM_EVENT_CHANNEL	= KVMI_VM_MESSAGE_ID(0x202),
 };
 
 #define KVMI_VM_EVENT_ID(id)	((id) << 1)
@@ -396,6 +398,67 @@ struct kvmi_lkvm_vm_set_breakpoint {
 	__u8 padding[7];
 };
 
+/* ---- lkvm: the event channel --------------------------------------------- */
+
+/*
+ * vCPU events and their replies through memory both ends map, instead of
+ * the socket (docs/kvmi.md, "The event channel"). enable 1 asks for it;
+ * 0 is accepted while it is off (-KVM_EBUSY once on: it lasts as long as
+ * the connection). The reply carries two descriptors (SCM_RIGHTS): the
+ * channel's memory (map file_size bytes MAP_SHARED, read-write) and the
+ * tool's end of a datagram socket pair, the doorbell, on which each side
+ * wakes the other when the other said it sleeps. Commands, their
+ * replies and VM events stay on the socket.
+ */
+struct kvmi_lkvm_vm_event_channel {
+	__u8 enable;
+	__u8 padding[7];
+};
+
+struct kvmi_lkvm_vm_event_channel_reply {
+	__u32 file_size;
+	__u32 slot_offset;	/* vCPU i's slot: slot_offset + i * slot_size */
+	__u32 slot_size;
+	__u16 nslots;		/* one per vCPU */
+	__u16 padding;
+};
+
+/* At offset 0 of the channel. */
+struct kvmi_lkvm_chan_hdr {
+	/* The tool: 1 while it sleeps on the doorbell (the VMM rings it
+	 * after it posts an event), 0 while it looks at the slots. */
+	__u32 tool_sleeping;
+	__u32 padding[15];
+};
+
+/* kvmi_lkvm_chan_slot.state */
+enum {
+	KVMI_LKVM_SLOT_IDLE	= 0,
+	KVMI_LKVM_SLOT_EVENT	= 1,	/* VMM: an event, event_len bytes */
+	KVMI_LKVM_SLOT_TAKEN	= 2,	/* tool: it has read the event */
+	KVMI_LKVM_SLOT_REPLY	= 3,	/* tool: the reply, reply_len bytes */
+};
+
+#define KVMI_LKVM_SLOT_EVENT_MAX	768
+#define KVMI_LKVM_SLOT_REPLY_MAX	192
+
+/*
+ * One vCPU's slot. event and reply hold whole messages, exactly as on the
+ * socket (struct kvmi_msg_hdr first). Each side writes its message, then
+ * state with release ordering; the other reads state with acquire.
+ */
+struct kvmi_lkvm_chan_slot {
+	__u32 state;		/* KVMI_LKVM_SLOT_* */
+	/* The VMM: 1 once the vCPU stopped looking and sleeps: the tool
+	 * rings the doorbell after it writes a reply. */
+	__u32 vcpu_waiting;
+	__u32 event_len;
+	__u32 reply_len;
+	__u8 padding[48];
+	__u8 event[KVMI_LKVM_SLOT_EVENT_MAX];
+	__u8 reply[KVMI_LKVM_SLOT_REPLY_MAX];
+};
+
 /* ---- events -------------------------------------------------------------- */
 
 /* Starts every event's data, VM or vCPU. */
@@ -548,6 +611,7 @@ enum {
 	KVMI_LKVM_F_MAP_MEMORY	= 1 << 0,	/* KVMI_LKVM_VM_MAP_MEMORY */
 	KVMI_LKVM_F_AGENT	= 1 << 1,	/* the agent doorbell */
 	KVMI_LKVM_F_SINGLESTEP	= 1 << 2,
+	KVMI_LKVM_F_EVENT_CHANNEL = 1 << 3,	/* KVMI_LKVM_VM_EVENT_CHANNEL */
 };
 
 /* VMM -> tool: proves the VMM knows the cookie; describes the guest. */

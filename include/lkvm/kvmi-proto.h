@@ -127,6 +127,7 @@ union kvmi_cmd_args {
 	struct kvmi_vcpu_translate_gva translate_gva;
 	struct kvmi_lkvm_vm_map_memory map_memory;
 	struct kvmi_lkvm_vm_set_breakpoint set_breakpoint;
+	struct kvmi_lkvm_vm_event_channel event_channel;
 	struct kvmi_vcpu_event_msr_reply msr_reply;	/* event replies */
 	struct kvmi_vcpu_event_cr_reply cr_reply;
 };
@@ -292,6 +293,10 @@ int kvmi_hs_check_welcome(struct kvmi_hs *hs, const void *msg, size_t len,
  * it stopped reading).
  */
 int kvmi_io_send(int fd, const struct iovec *iov, int iovcnt, int pass_fd);
+/* The same with nfds (up to KVMI_IO_MAX_FDS) descriptors. */
+#define KVMI_IO_MAX_FDS 4
+int kvmi_io_send_fds(int fd, const struct iovec *iov, int iovcnt,
+		     const int *fds, unsigned int nfds);
 /*
  * Reads one message into buf: waits up to timeout_ms (-1: forever) for
  * its first byte (-ETIMEDOUT, nothing read), then KVMI_IO_MSG_TIMEOUT_MS
@@ -319,9 +324,23 @@ void kvmi_io_poll_init(struct kvmi_io_poll *p, unsigned int max_us);
 /* After a wait of waited_us; hit: polling caught it, no sleep. */
 void kvmi_io_poll_update(struct kvmi_io_poll *p, int64_t waited_us, bool hit);
 int64_t kvmi_io_now_us(void);
+/* One step of a polling loop: lets the sibling hyperthread run. */
+static inline void kvmi_io_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#else
+	__asm__ volatile("" ::: "memory");
+#endif
+}
 /* kvmi_io_recv() polling the first byte as poll says (NULL: never). */
 int kvmi_io_recv_poll(int fd, void *buf, size_t cap, int timeout_ms,
 		      struct kvmi_io_poll *poll, size_t *len, int *passed_fd);
+/* The same keeping up to max_fds descriptors passed with the message
+ * (fds[0..*nfds), the rest -1; any more are closed). */
+int kvmi_io_recv_fds(int fd, void *buf, size_t cap, int timeout_ms,
+		     struct kvmi_io_poll *poll, size_t *len, int *fds,
+		     unsigned int max_fds, unsigned int *nfds);
 /*
  * The same for a stream that never carries descriptors, through rb:
  * each recv() takes as much as the socket holds, so a tool's pipelined

@@ -35,6 +35,8 @@ enum script {
 	WRONG_SEQ,	/* answer the first command with another seq */
 	GARBAGE,	/* answer with a malformed message */
 	SILENT,		/* never answer */
+	CHANNEL,	/* as SERVE, offering the event channel */
+	CHANNEL_BAD,	/* the same, its slots not one per vCPU */
 };
 
 struct vmm {
@@ -49,6 +51,8 @@ struct vmm {
 	int event_replies;
 	uint64_t msr_value;
 	int bad_replies;
+	uint8_t *chan;		/* the event channel, once asked for */
+	int bell;
 };
 
 static void send_msg(int fd, const void *buf, size_t len, int pass_fd)
@@ -84,6 +88,60 @@ static void send_event(struct vmm *v, uint16_t vcpu, uint16_t event,
 				  event, &a, data, len, &v->pend[vcpu]);
 	if (n > 0)
 		send_msg(v->fd, out, n, -1);
+}
+
+#define CHAN_SIZE 4096
+#define SLOT(v, i) ((struct kvmi_lkvm_chan_slot *)((v)->chan + 64 + (i) * 1024))
+
+/* A PF event of vcpu posted in slot i, the vCPU asleep. */
+static void post_event(struct vmm *v, unsigned int i, uint16_t vcpu)
+{
+	struct kvmi_vcpu_event_pf pf = { .gva = ~0ull, .gpa = 0x5000,
+					 .access = KVMI_PAGE_ACCESS_W };
+	struct kvmi_vcpu_event_arch a;
+	struct kvmi_lkvm_chan_slot *s = SLOT(v, i);
+	ssize_t n;
+
+	memset(&a, 0, sizeof(a));
+	n = kvmi_vcpu_event_build(s->event, sizeof(s->event),
+				  kvmi_next_seq(&v->p), vcpu,
+				  KVMI_VCPU_EVENT_PF, &a, &pf, sizeof(pf),
+				  &v->pend[vcpu]);
+	s->event_len = n > 0 ? (uint32_t)n : 0;
+	s->vcpu_waiting = 1;
+	__atomic_store_n(&s->state, KVMI_LKVM_SLOT_EVENT, __ATOMIC_RELEASE);
+}
+
+/* KVMI_LKVM_VM_EVENT_CHANNEL: the memfd and the doorbell, an event
+ * already in vCPU 1's slot. */
+static void serve_channel(struct vmm *v, const struct kvmi_req *r)
+{
+	struct kvmi_lkvm_vm_event_channel_reply rep = {
+		.file_size = CHAN_SIZE, .slot_offset = 64, .slot_size = 1024,
+		.nslots = v->script == CHANNEL_BAD ? 1 : 2,
+	};
+	struct kvmi_reply_prefix pre;
+	struct iovec iov[2] = {
+		{ .iov_base = &pre, .iov_len = sizeof(pre) },
+		{ .iov_base = &rep, .iov_len = sizeof(rep) },
+	};
+	int fds[2], bell[2];
+
+	fds[0] = memfd_create("channel", MFD_CLOEXEC);
+	if (fds[0] < 0 || ftruncate(fds[0], CHAN_SIZE) ||
+	    socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, bell))
+		abort();
+	v->chan = mmap(NULL, CHAN_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED,
+		       fds[0], 0);
+	if (v->chan == MAP_FAILED)
+		abort();
+	v->bell = bell[0];
+	fds[1] = bell[1];
+	post_event(v, 1, 1);
+	kvmi_reply_prefix(&pre, r, 0, sizeof(rep));
+	kvmi_io_send_fds(v->fd, iov, 2, fds, 2);
+	close(fds[0]);
+	close(fds[1]);
 }
 
 /* What the guest's RAM is here: a memfd, two regions of it. */
@@ -196,6 +254,12 @@ static void serve(struct vmm *v, const struct kvmi_req *r)
 		close(fd);
 		break;
 	}
+	case KVMI_LKVM_VM_EVENT_CHANNEL:
+		if (v->script == CHANNEL || v->script == CHANNEL_BAD) {
+			serve_channel(v, r);
+			break;
+		}
+		/* fall through */
 	default:
 		reply(v, r, -KVM_ENOSYS, NULL, 0);
 	}
@@ -214,6 +278,8 @@ static void *vmm_main(void *opaque)
 	static uint8_t buf[8 + KVMI_MAX_MSG_SIZE];
 	size_t len;
 
+	if (v->script == CHANNEL || v->script == CHANNEL_BAD)
+		g.features |= KVMI_LKVM_F_EVENT_CHANNEL;
 	v->hs_err = kvmi_io_handshake_vmm(v->fd, v->key, strlen(v->key), &g,
 					  5000);
 	if (v->hs_err)
@@ -276,6 +342,10 @@ static void vmm_fini(struct vmm *v)
 {
 	munmap(v->ram, RAM_SIZE);
 	close(v->memfd);
+	if (v->chan) {
+		munmap(v->chan, CHAN_SIZE);
+		close(v->bell);
+	}
 }
 
 /* A fake VMM on one end of a socket pair, the client on the other. */
@@ -403,6 +473,59 @@ static void test_session(void)
 	unpair(&v, t, c);
 	CHECK(v.event_replies == 2 && v.msr_value == 0x1234 && !v.bad_replies,
 	      "the VMM matched both replies to their events");
+}
+
+static void test_channel(void)
+{
+	static struct vmm v;
+	struct kvmi_lkvm_chan_slot *s;
+	struct kvmi_conn *c;
+	struct kvmi_event ev, ev2;
+	struct kvmi_req r;
+	pthread_t t;
+	char b[8];
+
+	if (pair(&v, &t, CHANNEL, cookie, &c)) {
+		CHECK(0, "a VMM that offers the event channel");
+		return;
+	}
+	CHECK(!kvmi_wait_event(c, &ev, 2000) && kvmi_event_channel(c) &&
+	      ev.is_vcpu && ev.vcpu == 1 && ev.event == KVMI_VCPU_EVENT_PF &&
+	      ev.data.pf.gpa == 0x5000,
+	      "the first wait asks for the event channel; the event is in its vCPU's slot");
+	s = SLOT(&v, 1);
+	CHECK(s->state == KVMI_LKVM_SLOT_TAKEN &&
+	      kvmi_wait_event(c, &ev2, 20) == -ETIMEDOUT && kvmi_alive(c),
+	      "the tool marks it taken and reads it once");
+	CHECK(!kvmi_reply_event(c, &ev, KVMI_EVENT_ACTION_RETRY, NULL, 0) &&
+	      __atomic_load_n(&s->state, __ATOMIC_ACQUIRE) ==
+		      KVMI_LKVM_SLOT_REPLY &&
+	      !kvmi_parse(&v.p, s->reply, s->reply_len, &r) &&
+	      !kvmi_event_reply_check(&v.pend[1], &r) &&
+	      r.action == KVMI_EVENT_ACTION_RETRY,
+	      "the reply is written in the slot, the bytes the socket would carry");
+	CHECK(recv(v.bell, b, sizeof(b), MSG_DONTWAIT) == 1,
+	      "the vCPU slept: the tool rang the doorbell");
+	CHECK(kvmi_set_event_channel(c, false) == -EBUSY &&
+	      !kvmi_set_event_channel(c, true),
+	      "once on, the channel stays on");
+	post_event(&v, 0, 1);
+	CHECK(kvmi_wait_event(c, &ev, 2000) == -EPROTO && !kvmi_alive(c),
+	      "an event in another vCPU's slot ends the connection");
+	unpair(&v, t, c);
+
+	if (!pair(&v, &t, CHANNEL_BAD, cookie, &c)) {
+		CHECK(kvmi_set_event_channel(c, true) == -EPROTO &&
+		      !kvmi_alive(c),
+		      "a channel without a slot for each vCPU is refused");
+		unpair(&v, t, c);
+	}
+	if (!pair(&v, &t, SERVE, cookie, &c)) {
+		CHECK(kvmi_set_event_channel(c, true) == -KVM_ENOSYS &&
+		      kvmi_alive(c) && !kvmi_event_channel(c),
+		      "a VMM that does not offer it: events stay on the socket");
+		unpair(&v, t, c);
+	}
 }
 
 static void test_refusals(void)
@@ -716,6 +839,7 @@ int main(void)
 	close(fd);
 
 	test_session();
+	test_channel();
 	test_refusals();
 	test_listen_connect();
 	test_transport();

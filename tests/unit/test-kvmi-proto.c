@@ -180,6 +180,7 @@ static const struct padded padded[] = {
 	{ KVMI_LKVM_VM_MAP_MEMORY, { 0 }, 8, 1, 7 },
 	{ KVMI_LKVM_VM_SET_BREAKPOINT, { 0, 0x10, 0, 0, 0, 0, 0, 0, 1 }, 16,
 	  9, 7 },
+	{ KVMI_LKVM_VM_EVENT_CHANNEL, { 1 }, 8, 1, 7 },
 };
 
 static void test_padding(void)
