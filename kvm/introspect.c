@@ -69,6 +69,10 @@
 #define POLL_MS 200
 #define MSG_MAX (sizeof(struct kvmi_msg_hdr) + KVMI_MAX_MSG_SIZE)
 #define OUTQ_SIZE (64 * 1024)
+/* The pieces of the queued replies (a read's are two: its prefix in
+ * outq, its data in guest RAM) and the guest RAM they send at most. */
+#define OUT_IOV 256
+#define OUT_RAM_MAX (256 * 1024)
 
 struct introspect_cfg {
 	const char *spec;		/* --introspect listen=|connect=... */
@@ -172,10 +176,15 @@ struct introspect {
 	/*
 	 * Replies to commands read back to back wait here and go out in one
 	 * send when no command is left to read (one wake-up of the tool for
-	 * many replies). Only this thread touches it.
+	 * many replies): outv, the pieces, point into outq (what was built)
+	 * and, for reads, straight at guest RAM (out_ram bytes), which the
+	 * kernel copies as they go out. Only this thread touches them.
 	 */
 	uint8_t outq[OUTQ_SIZE];
 	size_t outq_len;
+	struct iovec outv[OUT_IOV];
+	unsigned int outv_n;
+	size_t out_ram;
 	uint8_t buf[MSG_MAX];
 	struct kvmi_io_rbuf rbuf;	/* what the tool sent, not yet read */
 	uint8_t out[MSG_MAX];
@@ -344,15 +353,22 @@ out:
 
 /* ---- commands --------------------------------------------------------------- */
 
-static bool send_msg(struct introspect *in, const void *buf, size_t len)
+/* Whole messages, all in one send: nothing goes between them. */
+static bool send_iov(struct introspect *in, const struct iovec *iov, int n)
 {
-	struct iovec iov = { (void *)buf, len };
 	bool ok;
 
 	pthread_mutex_lock(&in->send_lock);
-	ok = in->conn_fd >= 0 && kvmi_io_send(in->conn_fd, &iov, 1, -1) == 0;
+	ok = in->conn_fd >= 0 && kvmi_io_send(in->conn_fd, iov, n, -1) == 0;
 	pthread_mutex_unlock(&in->send_lock);
 	return ok;
+}
+
+static bool send_msg(struct introspect *in, const void *buf, size_t len)
+{
+	struct iovec iov = { (void *)buf, len };
+
+	return send_iov(in, &iov, 1);
 }
 
 /*
@@ -370,32 +386,86 @@ static void drop_tool(struct introspect *in, const char *why)
 	pthread_mutex_unlock(&in->send_lock);
 }
 
+static void out_clear(struct introspect *in)
+{
+	in->outq_len = 0;
+	in->outv_n = 0;
+	in->out_ram = 0;
+}
+
 /* Sends the queued replies. */
 static bool flush_replies(struct introspect *in)
 {
-	bool ok = !in->outq_len || send_msg(in, in->outq, in->outq_len);
+	bool ok = !in->outv_n || send_iov(in, in->outv, (int)in->outv_n);
 
-	in->outq_len = 0;
+	out_clear(in);
 	return ok;
+}
+
+/* Room for n more bytes in outq and k more pieces: when there is not,
+ * what is queued goes first. */
+static bool out_room(struct introspect *in, size_t n, unsigned int k)
+{
+	return (in->outq_len + n <= sizeof(in->outq) &&
+		in->outv_n + k <= OUT_IOV) || flush_replies(in);
+}
+
+/* Queues the n bytes at p (outq's end, or guest RAM) as the next piece. */
+static void out_add(struct introspect *in, const void *p, size_t n)
+{
+	struct iovec *last = &in->outv[in->outv_n - (in->outv_n ? 1 : 0)];
+
+	if (in->outv_n && (const uint8_t *)last->iov_base + last->iov_len == p)
+		last->iov_len += n;
+	else
+		in->outv[in->outv_n++] = (struct iovec){ (void *)p, n };
+	if (p == in->outq + in->outq_len)
+		in->outq_len += n;
 }
 
 static bool reply(struct introspect *in, const struct kvmi_req *r, int err,
 		  const void *data, size_t len)
 {
-	ssize_t n = kvmi_reply_build(in->out, sizeof(in->out), r, err,
-				     err ? NULL : data, err ? 0 : len);
+	size_t room;
+	ssize_t n;
 
+	if (!out_room(in, sizeof(struct kvmi_reply_prefix) + (err ? 0 : len),
+		      1))
+		return false;
+	room = sizeof(in->outq) - in->outq_len;
+	n = kvmi_reply_build(in->outq + in->outq_len, room, r, err,
+			     err ? NULL : data, err ? 0 : len);
 	if (n < 0) {
 		/* Our own bug: say so to the tool rather than go silent. */
-		n = kvmi_reply_build(in->out, sizeof(in->out), r, -KVM_EINVAL,
-				     NULL, 0);
+		n = kvmi_reply_build(in->outq + in->outq_len, room, r,
+				     -KVM_EINVAL, NULL, 0);
 		if (n < 0)
 			return false;
 	}
-	if (in->outq_len + (size_t)n > sizeof(in->outq) && !flush_replies(in))
+	out_add(in, in->outq + in->outq_len, (size_t)n);
+	return true;
+}
+
+/*
+ * A reply whose data, len bytes of guest RAM at p (checked by
+ * guest_ptr()), the kernel copies from guest RAM as the queue goes out:
+ * serve() sends the queue before anything that may change that memory.
+ */
+static bool reply_ram(struct introspect *in, const struct kvmi_req *r,
+		      const void *p, size_t len)
+{
+	struct kvmi_reply_prefix pre;
+
+	if (kvmi_reply_prefix(&pre, r, 0, len))
+		return reply(in, r, -KVM_EINVAL, NULL, 0);
+	if (in->out_ram + len > OUT_RAM_MAX && !flush_replies(in))
 		return false;
-	memcpy(in->outq + in->outq_len, in->out, (size_t)n);
-	in->outq_len += (size_t)n;
+	if (!out_room(in, sizeof(pre), 2))
+		return false;
+	memcpy(in->outq + in->outq_len, &pre, sizeof(pre));
+	out_add(in, in->outq + in->outq_len, sizeof(pre));
+	out_add(in, p, len);
+	in->out_ram += len;
 	return true;
 }
 
@@ -1487,9 +1557,14 @@ static bool run_command(struct introspect *in, const struct kvmi_req *r)
 		const void *p = guest_ptr(m, r->a.read_physical.gpa,
 					  r->a.read_physical.size);
 
-		/* A snapshot: the guest may write it meanwhile. */
-		return reply(in, r, p ? 0 : -KVM_EFAULT, p,
-			     r->a.read_physical.size);
+		if (!p)
+			return reply(in, r, -KVM_EFAULT, NULL, 0);
+		/* Read as it goes out (the guest may write it meanwhile),
+		 * unless a vCPU polls for its event's reply: it may take it
+		 * from the tool and run on before then; a copy now. */
+		if (__atomic_load_n(&in->pollers, __ATOMIC_ACQUIRE))
+			return reply(in, r, 0, p, r->a.read_physical.size);
+		return reply_ram(in, r, p, r->a.read_physical.size);
 	}
 	case KVMI_VM_WRITE_PHYSICAL: {
 		void *p = writable_ptr(m, r->a.write_physical.gpa,
@@ -1655,6 +1730,13 @@ static void serve(struct introspect *in)
 got:
 		if (kvmi_parse(&in->proto, in->buf, len, &r) < 0)
 			return;
+		/* Queued reads take guest RAM as they go out: they go before
+		 * anything that may change it (a write, an event reply that
+		 * lets a vCPU run on). */
+		if (in->out_ram && (r.kind != KVMI_REQ_COMMAND ||
+				    r.hdr.id != KVMI_VM_READ_PHYSICAL) &&
+		    !flush_replies(in))
+			return;
 		if (r.kind != KVMI_REQ_COMMAND) {
 			if (!event_reply(in, &r))
 				return;	/* a bad reply closes */
@@ -1698,7 +1780,7 @@ static void session(struct introspect *in, int fd)
 	pthread_mutex_unlock(&in->lock);
 	pthread_mutex_unlock(&in->send_lock);
 	pthread_mutex_unlock(&in->read_lock);
-	in->outq_len = 0;
+	out_clear(in);
 	serve(in);
 	flush_replies(in);	/* what was answered before it ended */
 	cleanup(in);

@@ -36,10 +36,11 @@ struct kvmi_conn {
 	struct kvmi_guest guest;
 	struct kvmi_event *queue;	/* ring of events read early */
 	unsigned int qhead, qlen, qcap;
-	union {
-		uint64_t align;
-		uint8_t buf[HDR_SIZE + KVMI_MAX_MSG_SIZE];
-	} in;
+	/* What the VMM sent, read in large pieces (many replies per system
+	 * call); msg: the message read last, inside rb. */
+	struct kvmi_io_rbuf rb;
+	const uint8_t *msg;
+	int passed_fd;			/* came with a message, not yet taken */
 };
 
 /* A transport or protocol failure: nothing more can be said. */
@@ -102,6 +103,7 @@ int kvmi_open_fd_cookie(int fd, const void *cookie, size_t cookie_len,
 		return -ENOMEM;
 	}
 	c->fd = fd;
+	c->passed_fd = -1;
 	c->timeout_ms = DEFAULT_TIMEOUT_MS;
 	kvmi_io_poll_init(&c->poll, DEFAULT_POLL_US);
 	c->seq = 1;
@@ -180,6 +182,8 @@ void kvmi_close(struct kvmi_conn *c)
 	if (!c)
 		return;
 	close(c->fd);
+	if (c->passed_fd >= 0)
+		close(c->passed_fd);
 	free(c->queue);
 	free(c);
 }
@@ -255,17 +259,19 @@ static int left_of(int64_t deadline)
 }
 
 /*
- * Reads one message into c->in; any failure ends the connection, except
+ * Reads one message (c->msg); any failure ends the connection, except
  * a timeout with nothing read. poll: an event wait, which polls first
  * (the vCPU sends it from a core of its own); a command's reply is the
  * VMM's server thread's, which may need this very core: no polling.
+ * A descriptor that comes waits in c->passed_fd for the reply that
+ * carries one (only MAP_MEMORY's, one at a time).
  */
 static int read_msg(struct kvmi_conn *c, int timeout_ms, bool poll,
-		    size_t *len, int *passed_fd)
+		    size_t *len)
 {
-	int err = kvmi_io_recv_poll(c->fd, c->in.buf, sizeof(c->in.buf),
-				    timeout_ms, poll ? &c->poll : NULL, len,
-				    passed_fd);
+	int err = kvmi_io_recv_msg(c->fd, &c->rb, HDR_SIZE + KVMI_MAX_MSG_SIZE,
+				   timeout_ms, poll ? &c->poll : NULL, &c->msg,
+				   len, &c->passed_fd);
 
 	if (err == -ETIMEDOUT)
 		return err;
@@ -326,32 +332,31 @@ static int wait_reply(struct kvmi_conn *c, uint16_t id, uint32_t seq,
 	for (;;) {
 		struct kvmi_reply r;
 		struct kvmi_event ev;
-		int pfd = -1;
 
-		err = read_msg(c, left_of(deadline), false, &len, &pfd);
+		err = read_msg(c, left_of(deadline), false, &len);
 		if (err)
 			return err == -ETIMEDOUT ? fail(c, err) : err;
-		if (kvmi_msg_is_event(c->in.buf, len)) {
-			if (pfd >= 0)
-				close(pfd);
-			err = kvmi_event_parse(c->in.buf, len, &ev);
+		if (kvmi_msg_is_event(c->msg, len)) {
+			err = kvmi_event_parse(c->msg, len, &ev);
 			if (!err)
 				err = enqueue(c, &ev);
 			if (err)
 				return fail(c, -EPROTO);
 			continue;
 		}
-		if (kvmi_reply_parse(c->in.buf, len, id, seq, &r)) {
-			if (pfd >= 0)
+		if (kvmi_reply_parse(c->msg, len, id, seq, &r))
+			return fail(c, -EPROTO);
+		if (fd_out) {
+			/* Its reply has come: the descriptor is all there. */
+			int pfd = c->passed_fd;
+
+			c->passed_fd = -1;
+			if (!r.err && pfd < 0)
+				return fail(c, -EPROTO);
+			if (r.err && pfd >= 0)
 				close(pfd);
-			return fail(c, -EPROTO);
+			*fd_out = r.err ? -1 : pfd;
 		}
-		if (fd_out && !r.err && pfd < 0)
-			return fail(c, -EPROTO);
-		if (fd_out)
-			*fd_out = pfd;
-		else if (pfd >= 0)
-			close(pfd);
 		if (r.err)
 			return r.err;
 		if (reply_len ? r.len > reply_cap : r.len != reply_cap) {
@@ -465,40 +470,80 @@ static size_t page_chunk(uint64_t gpa, size_t len)
 }
 
 /*
- * Reads in page-sized requests, up to READ_WINDOW of them in flight: the
- * VMM answers in order, so the socket's round trip is paid once per
- * window, not once per page.
+ * Reads in page-sized requests, up to READ_WINDOW of them in flight,
+ * sent READ_BATCH or more at a time in one system call: the VMM answers
+ * in order, so the socket's round trip is paid once per window, not once
+ * per page, and each side wakes once per batch (docs/kvmi.md, "Reads").
  */
-#define READ_WINDOW 16
+#define READ_WINDOW 64
+#define READ_BATCH 32
+
+struct read_req {
+	struct kvmi_msg_hdr hdr;
+	struct kvmi_vm_read_physical a;
+};
+_Static_assert(sizeof(struct read_req) == HDR_SIZE +
+	       sizeof(struct kvmi_vm_read_physical), "requests back to back");
+
+struct read_slot {
+	uint32_t seq;
+	uint8_t *dst;
+	size_t n;
+};
+
+/*
+ * Sends requests for the next pages of [*gpa, *gpa + *len) while the
+ * window has room; their slots follow fl[(head + *count) % READ_WINDOW].
+ */
+static int send_reads(struct kvmi_conn *c, struct read_slot *fl,
+		      unsigned int head, unsigned int *count, uint64_t *gpa,
+		      uint8_t **p, size_t *len)
+{
+	struct read_req req[READ_WINDOW];
+	struct iovec v;
+	unsigned int k = 0;
+	int err;
+
+	if (c->dead)
+		return -ENOTCONN;
+	while (*len && *count + k < READ_WINDOW) {
+		size_t n = page_chunk(*gpa, *len);
+		struct read_slot *s = &fl[(head + *count + k) % READ_WINDOW];
+
+		memset(&req[k], 0, sizeof(req[k]));
+		req[k].hdr.id = KVMI_VM_READ_PHYSICAL;
+		req[k].hdr.size = sizeof(req[k].a);
+		req[k].hdr.seq = c->seq++;
+		req[k].a.gpa = *gpa;
+		req[k].a.size = n;
+		s->seq = req[k].hdr.seq;
+		s->dst = *p;
+		s->n = n;
+		k++;
+		*gpa += n;
+		*p += n;
+		*len -= n;
+	}
+	v.iov_base = req;
+	v.iov_len = sizeof(req[0]) * k;
+	err = kvmi_io_send(c->fd, &v, 1, -1);
+	if (err)
+		return fail(c, err);
+	*count += k;
+	return 0;
+}
 
 int kvmi_read_physical(struct kvmi_conn *c, uint64_t gpa, void *buf,
 		       size_t len)
 {
-	struct {
-		uint32_t seq;
-		uint8_t *dst;
-		size_t n;
-	} fl[READ_WINDOW];
+	struct read_slot fl[READ_WINDOW];
 	unsigned int head = 0, count = 0;
 	uint8_t *p = buf;
 	int err = 0;
 
 	while ((len || count) && !err) {
-		if (len && count < READ_WINDOW) {
-			size_t n = page_chunk(gpa, len);
-			struct kvmi_vm_read_physical a = { .gpa = gpa,
-							   .size = n };
-			struct iovec v = { &a, sizeof(a) };
-			unsigned int slot = (head + count) % READ_WINDOW;
-
-			err = send_cmd(c, KVMI_VM_READ_PHYSICAL, -1, &v, 1,
-				       &fl[slot].seq);
-			fl[slot].dst = p;
-			fl[slot].n = n;
-			count++;
-			gpa += n;
-			p += n;
-			len -= n;
+		if (len && count <= READ_WINDOW - READ_BATCH) {
+			err = send_reads(c, fl, head, &count, &gpa, &p, &len);
 			continue;
 		}
 		err = wait_reply(c, KVMI_VM_READ_PHYSICAL, fl[head].seq,
@@ -851,12 +896,12 @@ int kvmi_wait_event(struct kvmi_conn *c, struct kvmi_event *ev, int timeout_ms)
 	}
 	if (c->dead)
 		return -ENOTCONN;
-	err = read_msg(c, timeout_ms, true, &len, NULL);
+	err = read_msg(c, timeout_ms, true, &len);
 	if (err)
 		return err;
 	/* No command is waiting: anything but an event is out of place. */
-	if (!kvmi_msg_is_event(c->in.buf, len) ||
-	    kvmi_event_parse(c->in.buf, len, ev))
+	if (!kvmi_msg_is_event(c->msg, len) ||
+	    kvmi_event_parse(c->msg, len, ev))
 		return fail(c, -EPROTO);
 	return 0;
 }
