@@ -1815,6 +1815,7 @@ static void *server_thread(void *arg)
 	struct introspect *in = arg;
 	sigset_t all;
 
+	pthread_setname_np(pthread_self(), "kvmi");
 	sigfillset(&all);
 	sigdelset(&all, SIGSYS);	/* seccomp reports through it */
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
