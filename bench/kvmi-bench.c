@@ -26,8 +26,11 @@
  *                                  4 KiB KVMI_VM_READ_PHYSICAL: MiB/s
  *   kvmi-bench mapped SOCK COOKIE MIB
  *                                  MAP_MEMORY, then 4 KiB memcpy out of
- *                                  guest RAM, and the same from a buffer
- *                                  of this process: MiB/s of each
+ *                                  guest RAM, and the same from buffers
+ *                                  of this process, in turns of 16 MiB
+ *                                  until MIB each: the median MiB/s of
+ *                                  each; and the first pass over the
+ *                                  fresh mapping (its page faults)
  */
 #include <dirent.h>
 #include <fcntl.h>
@@ -50,8 +53,16 @@ static double now_us(void)
 	return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
 }
 
+static double cpu_us_of(int pid, const char *comm);
+
 /* CPU time of every thread of process pid (0: this one), in us. */
 static double cpu_us(int pid)
+{
+	return cpu_us_of(pid, NULL);
+}
+
+/* The same, of pid's threads named comm only (NULL: all). */
+static double cpu_us_of(int pid, const char *comm)
 {
 	char path[64];
 	double total = 0;
@@ -75,6 +86,20 @@ static double cpu_us(int pid)
 
 		if (d->d_name[0] == '.')
 			continue;
+		if (comm) {
+			char name[32] = "";
+
+			snprintf(p, sizeof(p), "/proc/%d/task/%s/comm", pid,
+				 d->d_name);
+			f = fopen(p, "r");
+			if (f && !fgets(name, sizeof(name), f))
+				name[0] = 0;
+			if (f)
+				fclose(f);
+			name[strcspn(name, "\n")] = 0;
+			if (strcmp(name, comm))
+				continue;
+		}
 		snprintf(p, sizeof(p), "/proc/%d/task/%s/schedstat", pid,
 			 d->d_name);
 		f = fopen(p, "r");
@@ -283,11 +308,6 @@ static int rtt(struct kvmi_conn *c, uint64_t gpa, unsigned int n)
 	return 0;
 }
 
-/*
- * mib MiB in 4 KiB KVMI_VM_READ_PHYSICAL requests: one call per request
- * (each waits for its reply), and 1 MiB calls, which the client library
- * sends as 256 requests with up to 16 in flight.
- */
 static int protect_window(struct kvmi_conn *c, uint64_t gpa, unsigned int ms)
 {
 	uint8_t ro = KVMI_PAGE_ACCESS_R | KVMI_PAGE_ACCESS_X, rwx = 7;
@@ -307,6 +327,11 @@ static int protect_window(struct kvmi_conn *c, uint64_t gpa, unsigned int ms)
 	return kvmi_set_page_access(c, &gpa, &rwx, 1) ? 1 : 0;
 }
 
+/*
+ * mib MiB in 4 KiB KVMI_VM_READ_PHYSICAL requests: one call per request
+ * (each waits for its reply), and 1 MiB calls, which the client library
+ * sends as 256 requests, 32 per send, up to 64 in flight.
+ */
 static int read_physical(struct kvmi_conn *c, uint64_t gpa, unsigned int mib)
 {
 	static uint8_t buf[1 << 20];
@@ -319,13 +344,15 @@ static int read_physical(struct kvmi_conn *c, uint64_t gpa, unsigned int mib)
 		err = kvmi_read_physical(c, gpa + (i % 256) * 4096, buf, 4096);
 	if (!err)
 		printf("read %.0f MiB/s\n", mib / ((now_us() - t0) / 1e6));
+	/* lkvm's CPU time: its KVMI server thread's (its vCPU spins in the
+	 * guest meanwhile, which is not the reads' cost). */
 	t0 = now_us();
-	c0 = cpu_us(vmm_pid);
+	c0 = cpu_us_of(vmm_pid, "kvmi");
 	c1 = cpu_us(0);
 	for (unsigned int i = 0; i < mib && !err; i++)
 		err = kvmi_read_physical(c, gpa, buf, sizeof(buf));
 	if (!err) {
-		double cpu = (vmm_pid ? cpu_us(vmm_pid) - c0 : 0) +
+		double cpu = (vmm_pid ? cpu_us_of(vmm_pid, "kvmi") - c0 : 0) +
 			     cpu_us(0) - c1;
 
 		printf("read-pipelined %.0f MiB/s\n",
@@ -353,11 +380,24 @@ static double copy_rate(const uint8_t *src, size_t size, unsigned int mib)
 	return mib / ((now_us() - t0) / 1e6);
 }
 
+#define COPY_ROUND_MIB 16	/* one pass over the 16 MiB of each source */
+
+/*
+ * The copy rates, fairly: the three sources take turns in short rounds
+ * (A B C, B C A, C A B, ...) and each rate is the median of its rounds,
+ * so a change in the machine's load or an order effect falls on all
+ * alike. Same 4 KiB copies, same 16 MiB, one pass per round.
+ */
 static int mapped(struct kvmi_conn *c, unsigned int mib)
 {
+	enum { GUEST, LOCAL, SMALL, KINDS };
+	static const char *const names[KINDS] = { "mapped", "memcpy",
+						  "memcpy-4k" };
+	unsigned int rounds = mib / COPY_ROUND_MIB ? mib / COPY_ROUND_MIB : 1;
+	double *rate[KINDS], first;
+	const uint8_t *src[KINDS];
 	struct kvmi_memmap map;
-	size_t size = 16 << 20;
-	const uint8_t *guest;
+	size_t size = COPY_ROUND_MIB << 20;
 	uint8_t *local, *small;
 	int err = kvmi_map_memory(c, false, &map);
 
@@ -366,23 +406,37 @@ static int mapped(struct kvmi_conn *c, unsigned int mib)
 		return 1;
 	}
 	/* 16 MiB of guest RAM from 1 MiB (the kernel, its data). */
-	guest = kvmi_memmap_ptr(&map, 0x100000, size);
+	src[GUEST] = kvmi_memmap_ptr(&map, 0x100000, size);
 	/* The same bytes in this process's memory: in huge pages where the
 	 * host gives them, and in 4 KiB pages as guest RAM is. */
 	local = malloc(size);
 	small = mmap(NULL, size, PROT_READ | PROT_WRITE,
 		     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (!guest || !local || small == MAP_FAILED)
+	for (int k = 0; k < KINDS; k++)
+		rate[k] = calloc(rounds, sizeof(double));
+	if (!src[GUEST] || !local || small == MAP_FAILED || !rate[0] ||
+	    !rate[1] || !rate[2])
 		return 2;
+	/* The first pass over the fresh mapping: its page faults. */
+	first = copy_rate(src[GUEST], size, COPY_ROUND_MIB);
 	madvise(small, size, MADV_NOHUGEPAGE);
-	memcpy(local, guest, size);
-	memcpy(small, guest, size);
-	copy_rate(guest, size, 64);	/* warm up */
-	copy_rate(local, size, 64);
-	copy_rate(small, size, 64);
-	printf("mapped %.0f MiB/s\n", copy_rate(guest, size, mib));
-	printf("memcpy %.0f MiB/s\n", copy_rate(local, size, mib));
-	printf("memcpy-4k %.0f MiB/s\n", copy_rate(small, size, mib));
+	memcpy(local, src[GUEST], size);
+	memcpy(small, src[GUEST], size);
+	src[LOCAL] = local;
+	src[SMALL] = small;
+	for (int k = 0; k < KINDS; k++)	/* warm up */
+		copy_rate(src[k], size, COPY_ROUND_MIB);
+	for (unsigned int r = 0; r < rounds; r++)
+		for (int i = 0; i < KINDS; i++) {
+			int k = (r + i) % KINDS;
+
+			rate[k][r] = copy_rate(src[k], size, COPY_ROUND_MIB);
+		}
+	for (int k = 0; k < KINDS; k++) {
+		printf("%s %.0f MiB/s\n", names[k], median(rate[k], rounds));
+		free(rate[k]);
+	}
+	printf("mapped-first %.0f MiB/s\n", first);
 	munmap(small, size);
 	free(local);
 	kvmi_unmap_memory(&map);

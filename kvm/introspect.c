@@ -72,6 +72,10 @@
 #define CHAN_SLOT_OFF sizeof(struct kvmi_lkvm_chan_hdr)
 #define CHAN_SLOT_SIZE sizeof(struct kvmi_lkvm_chan_slot)
 #define OUTQ_SIZE (64 * 1024)
+/* The pieces of the queued replies (a read's are two: its prefix in
+ * outq, its data in guest RAM) and the guest RAM they send at most. */
+#define OUT_IOV 256
+#define OUT_RAM_MAX (256 * 1024)
 
 struct introspect_cfg {
 	const char *spec;		/* --introspect listen=|connect=... */
@@ -132,6 +136,9 @@ struct introspect {
 	 */
 	int epfd, kick_fd;
 	unsigned int pollers;
+	/* vCPU events in the event channel, not over: their replies do not
+	 * pass the server (under lock). */
+	unsigned int ring_waiting;
 	unsigned int poll_us;		/* --introspect poll=US */
 	/* `lkvm stat`: dev.kvmi-events (events sent, their bytes, sends
 	 * that failed); dev.kvmi-polled (events a vCPU polled for, the
@@ -193,10 +200,15 @@ struct introspect {
 	/*
 	 * Replies to commands read back to back wait here and go out in one
 	 * send when no command is left to read (one wake-up of the tool for
-	 * many replies). Only this thread touches it.
+	 * many replies): outv, the pieces, point into outq (what was built)
+	 * and, for reads, straight at guest RAM (out_ram bytes), which the
+	 * kernel copies as they go out. Only this thread touches them.
 	 */
 	uint8_t outq[OUTQ_SIZE];
 	size_t outq_len;
+	struct iovec outv[OUT_IOV];
+	unsigned int outv_n;
+	size_t out_ram;
 	uint8_t buf[MSG_MAX];
 	struct kvmi_io_rbuf rbuf;	/* what the tool sent, not yet read */
 	uint8_t out[MSG_MAX];
@@ -365,15 +377,22 @@ out:
 
 /* ---- commands --------------------------------------------------------------- */
 
-static bool send_msg(struct introspect *in, const void *buf, size_t len)
+/* Whole messages, all in one send: nothing goes between them. */
+static bool send_iov(struct introspect *in, const struct iovec *iov, int n)
 {
-	struct iovec iov = { (void *)buf, len };
 	bool ok;
 
 	pthread_mutex_lock(&in->send_lock);
-	ok = in->conn_fd >= 0 && kvmi_io_send(in->conn_fd, &iov, 1, -1) == 0;
+	ok = in->conn_fd >= 0 && kvmi_io_send(in->conn_fd, iov, n, -1) == 0;
 	pthread_mutex_unlock(&in->send_lock);
 	return ok;
+}
+
+static bool send_msg(struct introspect *in, const void *buf, size_t len)
+{
+	struct iovec iov = { (void *)buf, len };
+
+	return send_iov(in, &iov, 1);
 }
 
 /*
@@ -391,32 +410,86 @@ static void drop_tool(struct introspect *in, const char *why)
 	pthread_mutex_unlock(&in->send_lock);
 }
 
+static void out_clear(struct introspect *in)
+{
+	in->outq_len = 0;
+	in->outv_n = 0;
+	in->out_ram = 0;
+}
+
 /* Sends the queued replies. */
 static bool flush_replies(struct introspect *in)
 {
-	bool ok = !in->outq_len || send_msg(in, in->outq, in->outq_len);
+	bool ok = !in->outv_n || send_iov(in, in->outv, (int)in->outv_n);
 
-	in->outq_len = 0;
+	out_clear(in);
 	return ok;
+}
+
+/* Room for n more bytes in outq and k more pieces: when there is not,
+ * what is queued goes first. */
+static bool out_room(struct introspect *in, size_t n, unsigned int k)
+{
+	return (in->outq_len + n <= sizeof(in->outq) &&
+		in->outv_n + k <= OUT_IOV) || flush_replies(in);
+}
+
+/* Queues the n bytes at p (outq's end, or guest RAM) as the next piece. */
+static void out_add(struct introspect *in, const void *p, size_t n)
+{
+	struct iovec *last = &in->outv[in->outv_n - (in->outv_n ? 1 : 0)];
+
+	if (in->outv_n && (const uint8_t *)last->iov_base + last->iov_len == p)
+		last->iov_len += n;
+	else
+		in->outv[in->outv_n++] = (struct iovec){ (void *)p, n };
+	if (p == in->outq + in->outq_len)
+		in->outq_len += n;
 }
 
 static bool reply(struct introspect *in, const struct kvmi_req *r, int err,
 		  const void *data, size_t len)
 {
-	ssize_t n = kvmi_reply_build(in->out, sizeof(in->out), r, err,
-				     err ? NULL : data, err ? 0 : len);
+	size_t room;
+	ssize_t n;
 
+	if (!out_room(in, sizeof(struct kvmi_reply_prefix) + (err ? 0 : len),
+		      1))
+		return false;
+	room = sizeof(in->outq) - in->outq_len;
+	n = kvmi_reply_build(in->outq + in->outq_len, room, r, err,
+			     err ? NULL : data, err ? 0 : len);
 	if (n < 0) {
 		/* Our own bug: say so to the tool rather than go silent. */
-		n = kvmi_reply_build(in->out, sizeof(in->out), r, -KVM_EINVAL,
-				     NULL, 0);
+		n = kvmi_reply_build(in->outq + in->outq_len, room, r,
+				     -KVM_EINVAL, NULL, 0);
 		if (n < 0)
 			return false;
 	}
-	if (in->outq_len + (size_t)n > sizeof(in->outq) && !flush_replies(in))
+	out_add(in, in->outq + in->outq_len, (size_t)n);
+	return true;
+}
+
+/*
+ * A reply whose data, len bytes of guest RAM at p (checked by
+ * guest_ptr()), the kernel copies from guest RAM as the queue goes out:
+ * serve() sends the queue before anything that may change that memory.
+ */
+static bool reply_ram(struct introspect *in, const struct kvmi_req *r,
+		      const void *p, size_t len)
+{
+	struct kvmi_reply_prefix pre;
+
+	if (kvmi_reply_prefix(&pre, r, 0, len))
+		return reply(in, r, -KVM_EINVAL, NULL, 0);
+	if (in->out_ram + len > OUT_RAM_MAX && !flush_replies(in))
 		return false;
-	memcpy(in->outq + in->outq_len, in->out, (size_t)n);
-	in->outq_len += (size_t)n;
+	if (!out_room(in, sizeof(pre), 2))
+		return false;
+	memcpy(in->outq + in->outq_len, &pre, sizeof(pre));
+	out_add(in, in->outq + in->outq_len, sizeof(pre));
+	out_add(in, p, len);
+	in->out_ram += len;
 	return true;
 }
 
@@ -724,6 +797,7 @@ static bool ring_post(struct introspect *in, struct ipend *pd)
 	__atomic_store_n(&slot->state, KVMI_LKVM_SLOT_EVENT, __ATOMIC_RELEASE);
 	pd->on_ring = true;
 	pd->ring_taken = false;
+	__atomic_fetch_add(&in->ring_waiting, 1, __ATOMIC_RELEASE);
 	return true;
 }
 
@@ -857,6 +931,8 @@ static int vcpu_send_event(struct introspect *in, struct vcpu *v,
 
 	pthread_mutex_lock(&in->lock);
 	pd->p.active = false;
+	if (pd->on_ring)
+		__atomic_fetch_sub(&in->ring_waiting, 1, __ATOMIC_RELEASE);
 	pd->on_ring = false;
 	if (new_val && pd->answered)
 		*new_val = pd->new_val;
@@ -1650,9 +1726,16 @@ static bool run_command(struct introspect *in, const struct kvmi_req *r)
 		const void *p = guest_ptr(m, r->a.read_physical.gpa,
 					  r->a.read_physical.size);
 
-		/* A snapshot: the guest may write it meanwhile. */
-		return reply(in, r, p ? 0 : -KVM_EFAULT, p,
-			     r->a.read_physical.size);
+		if (!p)
+			return reply(in, r, -KVM_EFAULT, NULL, 0);
+		/* Read as it goes out (the guest may write it meanwhile),
+		 * unless a vCPU waits for its event's reply on its own (it
+		 * polls the socket, or the event is in the event channel):
+		 * it may take it and run on before then; a copy now. */
+		if (__atomic_load_n(&in->pollers, __ATOMIC_ACQUIRE) ||
+		    __atomic_load_n(&in->ring_waiting, __ATOMIC_ACQUIRE))
+			return reply(in, r, 0, p, r->a.read_physical.size);
+		return reply_ram(in, r, p, r->a.read_physical.size);
 	}
 	case KVMI_VM_WRITE_PHYSICAL: {
 		void *p = writable_ptr(m, r->a.write_physical.gpa,
@@ -1832,6 +1915,13 @@ static void serve(struct introspect *in)
 got:
 		if (kvmi_parse(&in->proto, in->buf, len, &r) < 0)
 			return;
+		/* Queued reads take guest RAM as they go out: they go before
+		 * anything that may change it (a write, an event reply that
+		 * lets a vCPU run on). */
+		if (in->out_ram && (r.kind != KVMI_REQ_COMMAND ||
+				    r.hdr.id != KVMI_VM_READ_PHYSICAL) &&
+		    !flush_replies(in))
+			return;
 		if (r.kind != KVMI_REQ_COMMAND) {
 			if (!event_reply(in, &r))
 				return;	/* a bad reply closes */
@@ -1875,7 +1965,7 @@ static void session(struct introspect *in, int fd)
 	pthread_mutex_unlock(&in->lock);
 	pthread_mutex_unlock(&in->send_lock);
 	pthread_mutex_unlock(&in->read_lock);
-	in->outq_len = 0;
+	out_clear(in);
 	serve(in);
 	flush_replies(in);	/* what was answered before it ended */
 	cleanup(in);
@@ -1911,6 +2001,7 @@ static void *server_thread(void *arg)
 	struct introspect *in = arg;
 	sigset_t all;
 
+	pthread_setname_np(pthread_self(), "kvmi");
 	sigfillset(&all);
 	sigdelset(&all, SIGSYS);	/* seccomp reports through it */
 	pthread_sigmask(SIG_BLOCK, &all, NULL);

@@ -19,7 +19,6 @@
 #include <unistd.h>
 
 #define HDR_SIZE sizeof(struct kvmi_msg_hdr)
-#define MAX_IOV 8
 
 static int64_t now_ms(void)
 {
@@ -95,12 +94,12 @@ int kvmi_io_send_fds(int fd, const struct iovec *iov, int iovcnt,
 		struct cmsghdr h;
 		char buf[CMSG_SPACE(sizeof(int) * KVMI_IO_MAX_FDS)];
 	} ctl;
-	struct iovec v[MAX_IOV];
+	struct iovec v[KVMI_IO_MAX_IOV];
 	struct msghdr mh = { .msg_iov = v, .msg_iovlen = iovcnt };
 	int64_t deadline = -1;
 	bool first = true;
 
-	if (iovcnt < 1 || iovcnt > MAX_IOV || nfds > KVMI_IO_MAX_FDS)
+	if (iovcnt < 1 || iovcnt > KVMI_IO_MAX_IOV || nfds > KVMI_IO_MAX_FDS)
 		return -EINVAL;
 	memcpy(v, iov, sizeof(*iov) * iovcnt);
 	for (;;) {
@@ -342,7 +341,24 @@ ssize_t kvmi_io_rbuf_peek(const struct kvmi_io_rbuf *rb, size_t cap)
 
 ssize_t kvmi_io_rbuf_fill(int fd, struct kvmi_io_rbuf *rb)
 {
+	return kvmi_io_rbuf_fill_fd(fd, rb, NULL);
+}
+
+ssize_t kvmi_io_rbuf_fill_fd(int fd, struct kvmi_io_rbuf *rb,
+			     struct kvmi_io_fds *passed)
+{
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(int) * KVMI_IO_MAX_FDS)];
+	} ctl;
 	size_t have = rb->end - rb->start;
+	struct iovec v;
+	struct msghdr mh = {
+		.msg_iov = &v,
+		.msg_iovlen = 1,
+		.msg_control = ctl.buf,
+		.msg_controllen = sizeof(ctl.buf),
+	};
 	ssize_t n;
 
 	if (rb->start) {
@@ -352,35 +368,62 @@ ssize_t kvmi_io_rbuf_fill(int fd, struct kvmi_io_rbuf *rb)
 	}
 	if (rb->end == sizeof(rb->data))
 		return -EAGAIN;		/* full: its messages first */
+	v.iov_base = rb->data + rb->end;
+	v.iov_len = sizeof(rb->data) - rb->end;
+	/* recv() where no descriptor is wanted (the kernel drops any): the
+	 * VMM's vCPU threads may make no other call (kvm/seccomp.c). */
 	do
-		n = recv(fd, rb->data + rb->end, sizeof(rb->data) - rb->end,
-			 MSG_DONTWAIT);
+		n = passed ? recvmsg(fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC)
+			   : recv(fd, v.iov_base, v.iov_len, MSG_DONTWAIT);
 	while (n < 0 && errno == EINTR);
 	if (n < 0)
 		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+	/* Descriptors stay with the caller until a message claims them;
+	 * more replace them (one message at a time carries some). */
+	if (passed && mh.msg_controllen) {
+		struct io_fds kept = { passed->fd, KVMI_IO_MAX_FDS, 0 };
+
+		for (unsigned int i = 0; i < passed->n; i++)
+			close(passed->fd[i]);
+		take_fds(&mh, &kept);
+		passed->n = kept.n;
+	}
 	rb->end += (size_t)n;
 	return n;
 }
 
-int kvmi_io_recv_buffered(int fd, struct kvmi_io_rbuf *rb, void *buf,
-			  size_t cap, int timeout_ms, size_t *len)
+int kvmi_io_recv_msg(int fd, struct kvmi_io_rbuf *rb, size_t cap,
+		     int timeout_ms, struct kvmi_io_poll *poll,
+		     const uint8_t **msg, size_t *len,
+		     struct kvmi_io_fds *passed)
 {
 	int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
-	bool partial = false;
+	int64_t start = poll ? kvmi_io_now_us() : 0, spin_until = 0;
+	bool partial = false, slept = false;
+	int err;
 
+	if (poll && poll->cur_us) {
+		int64_t win = poll->cur_us;
+
+		/* Never past the caller's timeout. */
+		if (timeout_ms >= 0 && win > (int64_t)timeout_ms * 1000)
+			win = (int64_t)timeout_ms * 1000;
+		spin_until = start + win;
+	}
 	*len = 0;
+	*msg = NULL;
 	for (;;) {
 		size_t have = rb->end - rb->start;
 		ssize_t n = kvmi_io_rbuf_peek(rb, cap);
-		int err;
 
 		if (n < 0)
 			return (int)n;
 		if (n > 0) {
 			*len = (size_t)n;
-			memcpy(buf, rb->data + rb->start, *len);
+			*msg = rb->data + rb->start;
 			rb->start += *len;
-			return 0;
+			err = 0;
+			break;
 		}
 		/* Part of a message: the rest must follow soon. */
 		if (have && !partial) {
@@ -389,19 +432,50 @@ int kvmi_io_recv_buffered(int fd, struct kvmi_io_rbuf *rb, void *buf,
 			    deadline < now_ms() + KVMI_IO_MSG_TIMEOUT_MS)
 				deadline = now_ms() + KVMI_IO_MSG_TIMEOUT_MS;
 		}
-		n = kvmi_io_rbuf_fill(fd, rb);
+		n = kvmi_io_rbuf_fill_fd(fd, rb, passed);
 		if (n > 0)
 			continue;
-		if (!n)
-			return have ? -EPROTO : -ECONNRESET;
-		if (n != -EAGAIN)
-			return have && n == -ECONNRESET ? -EPROTO : (int)n;
-		if (deadline >= 0 && deadline <= now_ms())
-			return have ? -EPROTO : -ETIMEDOUT;
+		if (!n) {
+			err = have ? -EPROTO : -ECONNRESET;
+			break;
+		}
+		if (n != -EAGAIN) {
+			err = have && n == -ECONNRESET ? -EPROTO : (int)n;
+			break;
+		}
+		/* Within the polling window: look again rather than sleep
+		 * (first letting run whatever waits for this core). */
+		if (spin_until > 0 && kvmi_io_now_us() < spin_until) {
+			sched_yield();
+			continue;
+		}
+		if (deadline >= 0 && deadline <= now_ms()) {
+			err = have ? -EPROTO : -ETIMEDOUT;
+			break;
+		}
+		slept = true;
 		err = wait_fd(fd, POLLIN, deadline);
-		if (err)
-			return err == -ETIMEDOUT && have ? -EPROTO : err;
+		if (err) {
+			if (err == -ETIMEDOUT && have)
+				err = -EPROTO;
+			break;
+		}
 	}
+	if (poll && err != -ETIMEDOUT)
+		kvmi_io_poll_update(poll, kvmi_io_now_us() - start, !slept);
+	return err;
+}
+
+int kvmi_io_recv_buffered(int fd, struct kvmi_io_rbuf *rb, void *buf,
+			  size_t cap, int timeout_ms, size_t *len)
+{
+	const uint8_t *msg;
+	int err = kvmi_io_recv_msg(fd, rb, cap, timeout_ms, NULL, &msg, len,
+				   NULL);
+
+	if (!err)
+		memcpy(buf, msg, *len);
+	return err;
 }
 
 int kvmi_io_cookie_load(const char *path, void *buf, size_t *len)

@@ -57,6 +57,11 @@ struct kvmi_conn {
 		uint64_t align;
 		uint8_t buf[HDR_SIZE + KVMI_MAX_MSG_SIZE];
 	} in;
+	/* What the VMM sent, read in large pieces (many replies per system
+	 * call); msg: the message read last, inside rb. */
+	struct kvmi_io_rbuf rb;
+	const uint8_t *msg;
+	struct kvmi_io_fds passed;	/* came with a message, not yet taken */
 };
 
 /* A transport or protocol failure: nothing more can be said. */
@@ -193,6 +198,15 @@ int kvmi_connect(const char *path, const char *cookie_file, int timeout_ms,
 	return kvmi_open_fd(fd, cookie_file, timeout_ms, conn);
 }
 
+static void close_fds(int *fds, unsigned int n)
+{
+	for (unsigned int i = 0; i < n; i++) {
+		if (fds[i] >= 0)
+			close(fds[i]);
+		fds[i] = -1;
+	}
+}
+
 void kvmi_close(struct kvmi_conn *c)
 {
 	if (!c)
@@ -203,6 +217,7 @@ void kvmi_close(struct kvmi_conn *c)
 	if (c->bell >= 0)
 		close(c->bell);
 	free(c->ring);
+	close_fds(c->passed.fd, c->passed.n);
 	free(c->queue);
 	free(c);
 }
@@ -278,19 +293,19 @@ static int left_of(int64_t deadline)
 }
 
 /*
- * Reads one message into c->in; any failure ends the connection, except
+ * Reads one message (c->msg); any failure ends the connection, except
  * a timeout with nothing read. poll: an event wait, which polls first
  * (the vCPU sends it from a core of its own); a command's reply is the
  * VMM's server thread's, which may need this very core: no polling.
+ * Descriptors that come wait in c->passed for the reply that
+ * carries one (only MAP_MEMORY's, one at a time).
  */
 static int read_msg(struct kvmi_conn *c, int timeout_ms, bool poll,
-		    size_t *len, int *fds, unsigned int max_fds,
-		    unsigned int *nfds)
+		    size_t *len)
 {
-	unsigned int n;
-	int err = kvmi_io_recv_fds(c->fd, c->in.buf, sizeof(c->in.buf),
-				   timeout_ms, poll ? &c->poll : NULL, len,
-				   fds, max_fds, nfds ? nfds : &n);
+	int err = kvmi_io_recv_msg(c->fd, &c->rb, HDR_SIZE + KVMI_MAX_MSG_SIZE,
+				   timeout_ms, poll ? &c->poll : NULL, &c->msg,
+				   len, &c->passed);
 
 	if (err == -ETIMEDOUT)
 		return err;
@@ -330,15 +345,6 @@ static int send_cmd(struct kvmi_conn *c, uint16_t id, int vcpu,
 	return 0;
 }
 
-static void close_fds(int *fds, unsigned int n)
-{
-	for (unsigned int i = 0; i < n; i++) {
-		if (fds[i] >= 0)
-			close(fds[i]);
-		fds[i] = -1;
-	}
-}
-
 /*
  * Waits for the reply to command (id, seq); events that come first are
  * queued. The reply's data is copied to reply (see kvmi_command()); a
@@ -362,31 +368,34 @@ static int wait_reply(struct kvmi_conn *c, uint16_t id, uint32_t seq,
 	for (;;) {
 		struct kvmi_reply r;
 		struct kvmi_event ev;
-		int pfd[KVMI_IO_MAX_FDS];
-		unsigned int got;
 
-		err = read_msg(c, left_of(deadline), false, &len, pfd,
-			       KVMI_IO_MAX_FDS, &got);
+		err = read_msg(c, left_of(deadline), false, &len);
 		if (err)
 			return err == -ETIMEDOUT ? fail(c, err) : err;
-		if (kvmi_msg_is_event(c->in.buf, len)) {
-			close_fds(pfd, got);
-			err = kvmi_event_parse(c->in.buf, len, &ev);
+		if (kvmi_msg_is_event(c->msg, len)) {
+			err = kvmi_event_parse(c->msg, len, &ev);
 			if (!err)
 				err = enqueue(c, &ev);
 			if (err)
 				return fail(c, -EPROTO);
 			continue;
 		}
-		if (kvmi_reply_parse(c->in.buf, len, id, seq, &r) ||
-		    (fd_out && !r.err && got != nfds)) {
-			close_fds(pfd, got);
+		if (kvmi_reply_parse(c->msg, len, id, seq, &r))
 			return fail(c, -EPROTO);
+		if (fd_out) {
+			/* Its reply has come: the descriptors are all there. */
+			struct kvmi_io_fds pf = c->passed;
+
+			c->passed.n = 0;
+			if (!r.err && pf.n != nfds) {
+				close_fds(pf.fd, pf.n);
+				return fail(c, -EPROTO);
+			}
+			if (r.err)
+				close_fds(pf.fd, pf.n);
+			else
+				memcpy(fd_out, pf.fd, nfds * sizeof(int));
 		}
-		if (fd_out && !r.err)
-			memcpy(fd_out, pfd, nfds * sizeof(int));
-		else
-			close_fds(pfd, got);
 		if (r.err)
 			return r.err;
 		if (reply_len ? r.len > reply_cap : r.len != reply_cap) {
@@ -508,40 +517,80 @@ static size_t page_chunk(uint64_t gpa, size_t len)
 }
 
 /*
- * Reads in page-sized requests, up to READ_WINDOW of them in flight: the
- * VMM answers in order, so the socket's round trip is paid once per
- * window, not once per page.
+ * Reads in page-sized requests, up to READ_WINDOW of them in flight,
+ * sent READ_BATCH or more at a time in one system call: the VMM answers
+ * in order, so the socket's round trip is paid once per window, not once
+ * per page, and each side wakes once per batch (docs/kvmi.md, "Reads").
  */
-#define READ_WINDOW 16
+#define READ_WINDOW 64
+#define READ_BATCH 32
+
+struct read_req {
+	struct kvmi_msg_hdr hdr;
+	struct kvmi_vm_read_physical a;
+};
+_Static_assert(sizeof(struct read_req) == HDR_SIZE +
+	       sizeof(struct kvmi_vm_read_physical), "requests back to back");
+
+struct read_slot {
+	uint32_t seq;
+	uint8_t *dst;
+	size_t n;
+};
+
+/*
+ * Sends requests for the next pages of [*gpa, *gpa + *len) while the
+ * window has room; their slots follow fl[(head + *count) % READ_WINDOW].
+ */
+static int send_reads(struct kvmi_conn *c, struct read_slot *fl,
+		      unsigned int head, unsigned int *count, uint64_t *gpa,
+		      uint8_t **p, size_t *len)
+{
+	struct read_req req[READ_WINDOW];
+	struct iovec v;
+	unsigned int k = 0;
+	int err;
+
+	if (c->dead)
+		return -ENOTCONN;
+	while (*len && *count + k < READ_WINDOW) {
+		size_t n = page_chunk(*gpa, *len);
+		struct read_slot *s = &fl[(head + *count + k) % READ_WINDOW];
+
+		memset(&req[k], 0, sizeof(req[k]));
+		req[k].hdr.id = KVMI_VM_READ_PHYSICAL;
+		req[k].hdr.size = sizeof(req[k].a);
+		req[k].hdr.seq = c->seq++;
+		req[k].a.gpa = *gpa;
+		req[k].a.size = n;
+		s->seq = req[k].hdr.seq;
+		s->dst = *p;
+		s->n = n;
+		k++;
+		*gpa += n;
+		*p += n;
+		*len -= n;
+	}
+	v.iov_base = req;
+	v.iov_len = sizeof(req[0]) * k;
+	err = kvmi_io_send(c->fd, &v, 1, -1);
+	if (err)
+		return fail(c, err);
+	*count += k;
+	return 0;
+}
 
 int kvmi_read_physical(struct kvmi_conn *c, uint64_t gpa, void *buf,
 		       size_t len)
 {
-	struct {
-		uint32_t seq;
-		uint8_t *dst;
-		size_t n;
-	} fl[READ_WINDOW];
+	struct read_slot fl[READ_WINDOW];
 	unsigned int head = 0, count = 0;
 	uint8_t *p = buf;
 	int err = 0;
 
 	while ((len || count) && !err) {
-		if (len && count < READ_WINDOW) {
-			size_t n = page_chunk(gpa, len);
-			struct kvmi_vm_read_physical a = { .gpa = gpa,
-							   .size = n };
-			struct iovec v = { &a, sizeof(a) };
-			unsigned int slot = (head + count) % READ_WINDOW;
-
-			err = send_cmd(c, KVMI_VM_READ_PHYSICAL, -1, &v, 1,
-				       &fl[slot].seq);
-			fl[slot].dst = p;
-			fl[slot].n = n;
-			count++;
-			gpa += n;
-			p += n;
-			len -= n;
+		if (len && count <= READ_WINDOW - READ_BATCH) {
+			err = send_reads(c, fl, head, &count, &gpa, &p, &len);
 			continue;
 		}
 		err = wait_reply(c, KVMI_VM_READ_PHYSICAL, fl[head].seq,
@@ -998,15 +1047,15 @@ static int sock_event(struct kvmi_conn *c, struct kvmi_event *ev,
 		      int timeout_ms, bool poll)
 {
 	size_t len;
-	int err = read_msg(c, timeout_ms, poll, &len, NULL, 0, NULL);
+	int err = read_msg(c, timeout_ms, poll, &len);
 
 	if (err == -ETIMEDOUT)
 		return 0;
 	if (err)
 		return err;
 	/* No command is waiting: anything but an event is out of place. */
-	if (!kvmi_msg_is_event(c->in.buf, len) ||
-	    kvmi_event_parse(c->in.buf, len, ev))
+	if (!kvmi_msg_is_event(c->msg, len) ||
+	    kvmi_event_parse(c->msg, len, ev))
 		return fail(c, -EPROTO);
 	return 1;
 }
@@ -1048,6 +1097,13 @@ static int chan_wait(struct kvmi_conn *c, struct kvmi_event *ev,
 				sched_yield();
 			kvmi_io_relax();
 			continue;
+		}
+		/* A message read already, with a command's reply, does not
+		 * show on the socket: no sleep while one waits in c->rb. */
+		if (kvmi_io_rbuf_peek(&c->rb, HDR_SIZE + KVMI_MAX_MSG_SIZE)) {
+			r = sock_event(c, ev, 0, false);
+			if (r)
+				break;
 		}
 		__atomic_store_n(&h->tool_sleeping, 1, __ATOMIC_SEQ_CST);
 		__atomic_thread_fence(__ATOMIC_SEQ_CST);

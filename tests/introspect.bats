@@ -193,6 +193,40 @@ after-oversized closed"
 	[ "$status" -eq 0 ] || { echo "$output"; return 1; }
 }
 
+@test "pipelined reads: one reply each, in order, errors where due; a write between them lands between them" {
+	start g
+	read -r _ _ gpa _ < <(grep -E '^# magic ' "$TMP/g.log")
+	run python3 "$BATS_TEST_DIRNAME/kvmi-raw.py" "$TMP/g.sock" "$TMP/cookie" \
+		pipeline "$gpa"
+	[ "$status" -eq 0 ] || { echo "$output"; return 1; }
+	expect="replies 200 in-order
+errors 100:-14 150:-22
+before-write old
+after-write new"
+	[ "$output" = "$expect" ] || { echo "$output"; return 1; }
+	# The library's pipelined read (the test kernel's code and constant
+	# data, 124 KiB from 1 MiB) gives the bytes a mapping of RAM shows.
+	run ki g read 0x100000 0x1f000
+	[ "$status" -eq 0 ] || { echo "$output" | tail -3; return 1; }
+	read_out=$(echo "$output" | md5sum)
+	[ "$(echo "$output" | wc -l)" -gt 1000 ]
+	run ki g read --mapped 0x100000 0x1f000
+	[ "$status" -eq 0 ]
+	[ "$(echo "$output" | md5sum)" = "$read_out" ]
+}
+
+@test "a tool that sends a batch of reads and goes away does not wedge lkvm" {
+	start g
+	read -r _ _ gpa _ < <(grep -E '^# magic ' "$TMP/g.log")
+	run timeout 20 python3 "$BATS_TEST_DIRNAME/kvmi-raw.py" "$TMP/g.sock" \
+		"$TMP/cookie" drop "$gpa"
+	[ "$status" -eq 0 ] && [ "$output" = dropped ] || { echo "$output"; return 1; }
+	beat=$(last_beat g)
+	wait_for "$TMP/g.log" "^# heartbeat $((beat + 2))\$" 10
+	run ki g read "$gpa" 8
+	[ "$status" -eq 0 ] || { echo "$output"; return 1; }
+}
+
 @test "--introspect: bad settings and an open cookie are refused at start" {
 	run "$LKVM" run --introspect "listen=$TMP/s"
 	[ "$status" -eq 1 ]

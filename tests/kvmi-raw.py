@@ -208,6 +208,69 @@ if len(sys.argv) > 5 and sys.argv[3] == "channel":
     s.close()
     sys.exit(0)
 
+
+def read_req(seq, gpa, size=4096, pad=0):
+    return struct.pack("=HHIQHHI", 12, 16, seq, gpa, size, pad, 0)
+
+if len(sys.argv) > 3 and sys.argv[3] == "pipeline":
+    # Reads pipelined (docs/kvmi.md, "Reads"): 200 sent at once, with a
+    # read outside guest memory, one with padding set, and a write in
+    # the middle; each gets its own reply, in order, and a read after
+    # the write sees it while one before it does not.
+    gpa = int(sys.argv[4], 0) & ~0xfff
+    probe = gpa + 0x200
+    pattern = os.urandom(8)
+    msgs, expect = [], []
+    for i in range(200):
+        seq = 1000 + i
+        if i == 100:
+            msgs.append(read_req(seq, 0xffffffff000))
+            expect.append((12, seq, -14))
+        elif i == 120:
+            msgs.append(struct.pack("=HHIQHHI", 14, 16 + 8, seq, probe, 8, 0, 0)
+                        + pattern)
+            expect.append((14, seq, 0))
+        elif i == 150:
+            msgs.append(read_req(seq, gpa, pad=1))
+            expect.append((12, seq, -22))
+        else:
+            msgs.append(read_req(seq, gpa))
+            expect.append((12, seq, 0))
+    s.sendall(b"".join(msgs))
+    got, bad, seen = [], [], {}
+    for mid, seq, err in expect:
+        rid, rseq, reply = recv_msg()
+        while rid in (0, 1):
+            rid, rseq, reply = recv_msg()
+        rerr = struct.unpack("=i", reply[:4])[0]
+        size = len(reply) - 8
+        want = 4096 if mid == 12 and err == 0 else 0
+        if (rid, rseq, rerr, size) != (mid, seq, err, want):
+            bad.append((rid, rseq, rerr, size))
+        if rerr:
+            got.append("%d:%d" % (seq - 1000, rerr))
+        if mid == 12 and not rerr and seq - 1000 in (119, 121):
+            seen[seq - 1000] = reply[8 + 0x200:8 + 0x208] == pattern
+    print("replies", len(expect), "in-order" if not bad else bad[:3])
+    print("errors", " ".join(got))
+    print("before-write", "new" if seen.get(119) else "old")
+    print("after-write", "new" if seen.get(121) else "old")
+    s.close()
+    sys.exit(0)
+
+if len(sys.argv) > 3 and sys.argv[3] == "drop":
+    # A tool that sends a batch of reads and goes away without reading
+    # their replies, then one that stops inside a message.
+    gpa = int(sys.argv[4], 0) & ~0xfff
+    s.sendall(b"".join(read_req(i + 1, gpa) for i in range(2000)))
+    s.close()
+    handshake()
+    s.sendall(b"".join(read_req(i + 1, gpa) for i in range(50)) +
+              read_req(51, gpa)[:12])
+    s.close()
+    print("dropped")
+    sys.exit(0)
+
 cmd("unknown", 0x7fe)
 cmd("version-with-data", 2, b"\0" * 8)
 cmd("version", 2)

@@ -64,7 +64,12 @@ int kvmi_open_fd_cookie(int fd, const void *cookie, size_t cookie_len,
 void kvmi_close(struct kvmi_conn *conn);
 
 const struct kvmi_guest *kvmi_guest(const struct kvmi_conn *conn);
-/* The socket, to poll() for readability next to other work. */
+/*
+ * The socket, to poll() for readability next to other work. Messages
+ * the library has read already (events that came while a command
+ * waited, or in the same piece as a reply) do not show there: take them
+ * with kvmi_wait_event(conn, &ev, 0) until -ETIMEDOUT before poll().
+ */
 int kvmi_fd(const struct kvmi_conn *conn);
 bool kvmi_alive(const struct kvmi_conn *conn);
 /* How long a command waits for its reply (default 10000 ms; -1: forever). */

@@ -288,10 +288,13 @@ int kvmi_hs_check_welcome(struct kvmi_hs *hs, const void *msg, size_t len,
 #define KVMI_IO_MSG_TIMEOUT_MS 5000
 
 /*
- * Sends one message from iov, with pass_fd (>= 0) as SCM_RIGHTS on its
- * first byte. 0 or -errno (-EPIPE when the peer is gone, -ETIMEDOUT when
- * it stopped reading).
+ * Sends one message (or several back to back: a batch of replies or of
+ * commands, one system call for all) from iov, at most KVMI_IO_MAX_IOV
+ * pieces, with pass_fd (>= 0) as SCM_RIGHTS on its first byte. 0 or
+ * -errno (-EPIPE when the peer is gone, -ETIMEDOUT when it stopped
+ * reading).
  */
+#define KVMI_IO_MAX_IOV 1024
 int kvmi_io_send(int fd, const struct iovec *iov, int iovcnt, int pass_fd);
 /* The same with nfds (up to KVMI_IO_MAX_FDS) descriptors. */
 #define KVMI_IO_MAX_FDS 4
@@ -342,23 +345,42 @@ int kvmi_io_recv_fds(int fd, void *buf, size_t cap, int timeout_ms,
 		     struct kvmi_io_poll *poll, size_t *len, int *fds,
 		     unsigned int max_fds, unsigned int *nfds);
 /*
- * The same for a stream that never carries descriptors, through rb:
- * each recv() takes as much as the socket holds, so a tool's pipelined
- * commands cost one system call for many (the introspection server).
- * rb starts zeroed.
+ * The same through rb: each recv() takes as much as the socket holds, so
+ * pipelined messages cost one system call for many (the introspection
+ * server's commands, the client's replies). rb starts zeroed.
  */
 struct kvmi_io_rbuf {
-	uint8_t data[64 * 1024];	/* > 2 of the largest messages */
+	uint8_t data[256 * 1024];	/* > 2 of the largest messages */
 	size_t start, end;
 };
+/* The next message copied to buf; a stream that carries no descriptors. */
 int kvmi_io_recv_buffered(int fd, struct kvmi_io_rbuf *rb, void *buf,
 			  size_t cap, int timeout_ms, size_t *len);
+/* Descriptors that came on a stream, kept for the message that claims
+ * them. */
+struct kvmi_io_fds {
+	int fd[KVMI_IO_MAX_FDS];
+	unsigned int n;
+};
+/*
+ * The next message in place: *msg points into rb, valid until the next
+ * call. poll as kvmi_io_recv_poll(). Descriptors that come go to *passed
+ * (when passed is not NULL, else they are closed) and stay there until
+ * the caller takes them; later ones replace (close) them.
+ */
+int kvmi_io_recv_msg(int fd, struct kvmi_io_rbuf *rb, size_t cap,
+		     int timeout_ms, struct kvmi_io_poll *poll,
+		     const uint8_t **msg, size_t *len,
+		     struct kvmi_io_fds *passed);
 /* The length of the whole message at rb's front: 0 when it is not all
  * there yet, -EMSGSIZE when its header breaks protocol or exceeds cap. */
 ssize_t kvmi_io_rbuf_peek(const struct kvmi_io_rbuf *rb, size_t cap);
 /* One recv() without waiting, appended to rb: the bytes it took, 0 when
  * the peer closed, -EAGAIN when nothing is there (or rb is full). */
 ssize_t kvmi_io_rbuf_fill(int fd, struct kvmi_io_rbuf *rb);
+/* The same, keeping a passed descriptor as kvmi_io_recv_msg() says. */
+ssize_t kvmi_io_rbuf_fill_fd(int fd, struct kvmi_io_rbuf *rb,
+			     struct kvmi_io_fds *passed);
 /*
  * Reads a cookie file: -EPERM when its group or others may read it,
  * -EINVAL when its size is outside [KVMI_COOKIE_MIN, KVMI_COOKIE_MAX].

@@ -22,7 +22,7 @@
 #include "lkvm/kvmi-proto.h"
 #include "tap.h"
 
-#define RAM_SIZE (64 * 4096)
+#define RAM_SIZE (256 * 4096)
 #define HOLE 0x100000	/* the second region's gpa */
 
 static const char cookie[] = "a cookie long enough to be secret";
@@ -53,6 +53,9 @@ struct vmm {
 	int bad_replies;
 	uint8_t *chan;		/* the event channel, once asked for */
 	int bell;
+	unsigned int reads;	/* KVMI_VM_READ_PHYSICAL served */
+	unsigned int pause_at;	/* a PAUSE event before that read's reply */
+	unsigned int max_batch;	/* the most commands one recv() brought */
 };
 
 static void send_msg(int fd, const void *buf, size_t len, int pass_fd)
@@ -179,6 +182,9 @@ static void serve(struct vmm *v, const struct kvmi_req *r)
 		uint8_t *p = ram_ptr(v, r->a.read_physical.gpa,
 				     r->a.read_physical.size);
 
+		if (++v->reads == v->pause_at)
+			send_event(v, 0, KVMI_VCPU_EVENT_PAUSE, NULL, 0);
+
 		if (p)
 			reply(v, r, 0, p, r->a.read_physical.size);
 		else
@@ -276,6 +282,7 @@ static void *vmm_main(void *opaque)
 		.vcpu_count = 2,
 	};
 	static uint8_t buf[8 + KVMI_MAX_MSG_SIZE];
+	static struct kvmi_io_rbuf rb;
 	size_t len;
 
 	if (v->script == CHANNEL || v->script == CHANNEL_BAD)
@@ -284,8 +291,17 @@ static void *vmm_main(void *opaque)
 					  5000);
 	if (v->hs_err)
 		goto out;
-	while (!kvmi_io_recv(v->fd, buf, sizeof(buf), 10000, &len, NULL)) {
+	rb.start = rb.end = 0;
+	while (!kvmi_io_recv_buffered(v->fd, &rb, buf, sizeof(buf), 10000,
+				      &len)) {
 		struct kvmi_req r;
+		/* This message and the reads (24 bytes each) already there
+		 * behind it: how many the tool sent at once, at least. */
+		unsigned int batch = 1 + (unsigned int)(rb.end - rb.start) /
+					 (8 + sizeof(struct kvmi_vm_read_physical));
+
+		if (batch > v->max_batch)
+			v->max_batch = batch;
 
 		if (kvmi_parse(&v->p, buf, len, &r))
 			break;
@@ -528,6 +544,50 @@ static void test_channel(void)
 	}
 }
 
+/* Pipelined reads (kvmi/client.c): many windows, a refusal inside one,
+ * an event among the replies. */
+static void test_pipelined(void)
+{
+	static struct vmm v;
+	static uint8_t buf[RAM_SIZE];
+	struct kvmi_conn *c;
+	struct kvmi_event ev;
+	uint32_t version;
+	pthread_t t;
+	size_t half = RAM_SIZE / 2;
+
+	if (pair(&v, &t, SERVE, cookie, &c))
+		return;
+	CHECK(!kvmi_read_physical(c, 0, buf, half) &&
+	      !memcmp(buf, v.ram, half) && v.reads == half / 4096,
+	      "a read of 128 pages: 128 requests, the bytes in place");
+	CHECK(v.max_batch >= 32,
+	      "the requests went out 32 or more at a time");
+	memset(buf, 0, sizeof(buf));
+	CHECK(!kvmi_read_physical(c, HOLE + 100, buf, half - 200) &&
+	      !memcmp(buf, v.ram + half + 100, half - 200),
+	      "an unaligned read: page-bounded requests, the bytes in place");
+	v.reads = 0;
+	CHECK(kvmi_read_physical(c, half - 100 * 4096, buf, 120 * 4096) ==
+		      -KVM_ENOENT && kvmi_alive(c),
+	      "a read that runs out of RAM after 100 pages: the refusal");
+	CHECK(!kvmi_get_version(c, &version, NULL) &&
+	      version == KVMI_VERSION && v.reads == 120,
+	      "every reply in flight was collected: the next command's fits");
+	v.reads = 0;
+	v.pause_at = 70;
+	CHECK(!kvmi_read_physical(c, 0, buf, half) &&
+	      !memcmp(buf, v.ram, half),
+	      "an event among the replies does not disturb the read");
+	CHECK(!kvmi_wait_event(c, &ev, 0) &&
+	      ev.event == KVMI_VCPU_EVENT_PAUSE &&
+	      !kvmi_reply_event(c, &ev, KVMI_EVENT_ACTION_CONTINUE, NULL, 0),
+	      "it was queued for kvmi_wait_event()");
+	unpair(&v, t, c);
+	CHECK(v.event_replies == 1 && !v.bad_replies,
+	      "the VMM got the event's reply");
+}
+
 static void test_refusals(void)
 {
 	static struct vmm v;
@@ -735,6 +795,43 @@ static void test_transport(void)
 		close(sv[1]);
 	}
 
+	/* In place, with descriptors: what the client does. */
+	{
+		static struct kvmi_io_rbuf rb;
+		struct iovec v[2] = { { &h, 8 }, { "12345678", 8 } };
+		const uint8_t *msg;
+		struct stat st1, st2;
+		struct kvmi_io_fds kept = { .n = 0 };
+		int fd2;
+
+		socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv);
+		fd2 = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		CHECK(!kvmi_io_send(sv[0], v, 2, -1) &&
+		      !kvmi_io_send(sv[0], v, 2, sv[0]) &&
+		      !kvmi_io_recv_msg(sv[1], &rb, 64, 20, NULL, &msg, &len,
+					&kept) &&
+		      len == 16 && !memcmp(msg + 8, "12345678", 8) &&
+		      !kvmi_io_recv_msg(sv[1], &rb, 64, 20, NULL, &msg, &len,
+					&kept) &&
+		      len == 16 && kept.n == 1,
+		      "in place: two messages, the second's descriptor kept");
+		fstat(fd2, &st1);
+		CHECK(!kvmi_io_send(sv[0], v, 2, fd2) &&
+		      !kvmi_io_recv_msg(sv[1], &rb, 64, 20, NULL, &msg, &len,
+					&kept) &&
+		      kept.n == 1 && !fstat(kept.fd[0], &st2) &&
+		      st1.st_ino == st2.st_ino && st1.st_dev == st2.st_dev,
+		      "a later descriptor replaces the one not taken");
+		for (unsigned int i = 0; i < kept.n; i++)
+			close(kept.fd[i]);
+		close(fd2);
+		close(sv[0]);
+		CHECK(kvmi_io_recv_msg(sv[1], &rb, 64, 20, NULL, &msg, &len,
+				       NULL) == -ECONNRESET,
+		      "in place: a peer that closed between messages");
+		close(sv[1]);
+	}
+
 	/* Without waiting: what a polling vCPU does (kvm/introspect.c). */
 	{
 		static struct kvmi_io_rbuf rb;
@@ -840,6 +937,7 @@ int main(void)
 
 	test_session();
 	test_channel();
+	test_pipelined();
 	test_refusals();
 	test_listen_connect();
 	test_transport();
