@@ -184,6 +184,30 @@ static void take_fds(struct msghdr *mh, struct io_fds *kept)
 	}
 }
 
+/* One recvmsg() into p without waiting; the descriptors that come are
+ * kept as take_fds() says. *ctl: whether any control data came. */
+static ssize_t recv_fds(int fd, void *p, size_t len, struct io_fds *kept,
+			bool *ctl)
+{
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(int) * KVMI_IO_MAX_FDS)];
+	} c;
+	struct iovec v = { .iov_base = p, .iov_len = len };
+	struct msghdr mh = {
+		.msg_iov = &v,
+		.msg_iovlen = 1,
+		.msg_control = c.buf,
+		.msg_controllen = sizeof(c.buf),
+	};
+	ssize_t n = recvmsg(fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+
+	*ctl = n >= 0 && mh.msg_controllen;
+	if (n >= 0)
+		take_fds(&mh, kept);
+	return n;
+}
+
 /*
  * Reads exactly len bytes. *got counts what came so far (across calls),
  * to tell a clean end between messages from one inside a message.
@@ -192,24 +216,13 @@ static int read_exact(int fd, uint8_t *p, size_t len, int64_t first_deadline,
 		      int64_t spin_until_us, bool *slept, size_t *got,
 		      struct io_fds *passed)
 {
-	union {
-		struct cmsghdr h;
-		char buf[CMSG_SPACE(sizeof(int) * 4)];
-	} ctl;
 	int64_t deadline = *got ? now_ms() + KVMI_IO_MSG_TIMEOUT_MS
 				: first_deadline;
 	/* Data is usually there already: try first, wait only when not
 	 * (each system call costs, most of all on a paravirtual host). */
-	bool wait = false;
+	bool wait = false, ctl;
 
 	while (len) {
-		struct iovec v = { .iov_base = p, .iov_len = len };
-		struct msghdr mh = {
-			.msg_iov = &v,
-			.msg_iovlen = 1,
-			.msg_control = ctl.buf,
-			.msg_controllen = sizeof(ctl.buf),
-		};
 		ssize_t n;
 		int err;
 
@@ -226,7 +239,7 @@ static int read_exact(int fd, uint8_t *p, size_t len, int64_t first_deadline,
 			if (err)
 				return err == -ETIMEDOUT && *got ? -EPROTO : err;
 		}
-		n = recvmsg(fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+		n = recv_fds(fd, p, len, passed, &ctl);
 		wait = n < 0;
 		if (n < 0) {
 			if (errno == EINTR || errno == EAGAIN ||
@@ -243,7 +256,6 @@ static int read_exact(int fd, uint8_t *p, size_t len, int64_t first_deadline,
 			/* Cut off inside a message: the stream is lost. */
 			return err == -ECONNRESET && *got ? -EPROTO : err;
 		}
-		take_fds(&mh, passed);
 		if (!n)
 			return *got ? -EPROTO : -ECONNRESET;
 		if (!*got)
@@ -347,18 +359,12 @@ ssize_t kvmi_io_rbuf_fill(int fd, struct kvmi_io_rbuf *rb)
 ssize_t kvmi_io_rbuf_fill_fd(int fd, struct kvmi_io_rbuf *rb,
 			     struct kvmi_io_fds *passed)
 {
-	union {
-		struct cmsghdr h;
-		char buf[CMSG_SPACE(sizeof(int) * KVMI_IO_MAX_FDS)];
-	} ctl;
 	size_t have = rb->end - rb->start;
-	struct iovec v;
-	struct msghdr mh = {
-		.msg_iov = &v,
-		.msg_iovlen = 1,
-		.msg_control = ctl.buf,
-		.msg_controllen = sizeof(ctl.buf),
-	};
+	struct kvmi_io_fds got = { .n = 0 };
+	struct io_fds kept = { got.fd, KVMI_IO_MAX_FDS, 0 };
+	bool ctl = false;
+	void *p;
+	size_t len;
 	ssize_t n;
 
 	if (rb->start) {
@@ -368,24 +374,22 @@ ssize_t kvmi_io_rbuf_fill_fd(int fd, struct kvmi_io_rbuf *rb,
 	}
 	if (rb->end == sizeof(rb->data))
 		return -EAGAIN;		/* full: its messages first */
-	v.iov_base = rb->data + rb->end;
-	v.iov_len = sizeof(rb->data) - rb->end;
+	p = rb->data + rb->end;
+	len = sizeof(rb->data) - rb->end;
 	/* recv() where no descriptor is wanted (the kernel drops any): the
 	 * VMM's vCPU threads may make no other call (kvm/seccomp.c). */
 	do
-		n = passed ? recvmsg(fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC)
-			   : recv(fd, v.iov_base, v.iov_len, MSG_DONTWAIT);
+		n = passed ? recv_fds(fd, p, len, &kept, &ctl)
+			   : recv(fd, p, len, MSG_DONTWAIT);
 	while (n < 0 && errno == EINTR);
 	if (n < 0)
 		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
 	/* Descriptors stay with the caller until a message claims them;
 	 * more replace them (one message at a time carries some). */
-	if (passed && mh.msg_controllen) {
-		struct io_fds kept = { passed->fd, KVMI_IO_MAX_FDS, 0 };
-
+	if (passed && ctl) {
 		for (unsigned int i = 0; i < passed->n; i++)
 			close(passed->fd[i]);
-		take_fds(&mh, &kept);
+		memcpy(passed->fd, got.fd, kept.n * sizeof(int));
 		passed->n = kept.n;
 	}
 	rb->end += (size_t)n;
