@@ -3,6 +3,8 @@ LKVM="${LKVM:-$BATS_TEST_DIRNAME/../lkvm}"
 # The bundled test kernel, for the suites that boot it with -k or under QEMU.
 KERNEL_DIR="$BATS_TEST_DIRNAME/../x86-kernel"
 KERNEL="$KERNEL_DIR/test-kernel.elf"
+# complete_lines
+source "$BATS_TEST_DIRNAME/lines.bash"
 
 setup_tmp() {
 	TMP=$(mktemp -d "${BATS_TMPDIR:-/tmp}/lkvm-test.XXXXXX")
@@ -110,19 +112,6 @@ start_heartbeat() {
 	[ "$output" = "$name" ] || { echo "printed '$output'"; return 1; }
 	PIDS+=" $(guest_pid "$name")"
 	wait_for "$TMP/$name.log" '^# heartbeat 1$' 30
-}
-
-# FILE without a line the guest is still writing (the serial port takes
-# one byte an exit, so the last line is often half there: "# heartbeat 1"
-# on its way to "# heartbeat 12").
-complete_lines() { # file
-	# One read of the file: looking at its end, then reading it, would
-	# race with the guest's writes (a line begun in between, whole to
-	# the first look, partial to the read).
-	local s
-	s=$(cat "$1"; echo .)
-	s=${s%.}
-	printf '%s' "${s%"${s##*$'\n'}"}"
 }
 
 # The last heartbeat number a guest printed.

@@ -39,6 +39,7 @@
 
 set -u
 cd "$(dirname "$0")/.." || exit 1
+source tests/lines.bash	# complete_lines
 LKVM=${LKVM:-$PWD/lkvm}
 SECS=${SOAK_SECONDS:-300}
 SLACK=${SOAK_RSS_SLACK_KIB:-256}
@@ -68,7 +69,7 @@ cleanup() {
 trap cleanup EXIT
 
 last_round() {
-	grep -aoE "$ROUND_RE" "$LOG" | tail -1 | cut -d' ' -f3
+	complete_lines "$LOG" | grep -aoE "$ROUND_RE" | tail -1 | cut -d' ' -f3
 }
 
 # Waits until the guest has printed a round past $1 (at most 20 s): it
@@ -203,7 +204,10 @@ end_rss=$rss end_fds=$fds send_rss=$srss send_fds=$sfds
 pid=
 grep -aqE '^not ok' "$LOG" && fail "the guest reported a failure"
 grep -aq 'seccomp' "$LOG" && fail "lkvm's seccomp filter refused a system call"
-rounds=$(grep -acE "$ROUND_RE" "$LOG")
+# The stop may have cut the guest's last line short: whole lines only.
+LINES=$TMP/lines
+complete_lines "$LOG" >"$LINES"
+rounds=$(grep -acE "$ROUND_RE" "$LINES")
 R=$(last_round)
 if [ "$FORMAT" = qcow2 ]; then
 	out=$(qemu-img check -q "$TMP/disk.img" 2>&1) || fail "qemu-img check: $out"
@@ -211,7 +215,7 @@ if [ "$FORMAT" = qcow2 ]; then
 		fail "qemu-img convert"
 	mv "$TMP/disk.raw" "$TMP/disk.img"
 fi
-grep -aoE "$ROUND_RE" "$LOG" | cut -d' ' -f3 |
+grep -aoE "$ROUND_RE" "$LINES" | cut -d' ' -f3 |
 	awk '$1 != NR { print "round " NR " missing: line says " $1; exit 1 }' ||
 	fail "console rounds out of order"
 net=
@@ -219,12 +223,12 @@ if [ "$NET" = user ]; then
 	# Each round's line counts one echo more; the echo server got every
 	# round's datagram (resends and the round after the last line may
 	# add more).
-	grep -aoE '^# soak [0-9]+ net [0-9]+/[0-9]+$' "$LOG" | tr '/' ' ' |
+	grep -aoE '^# soak [0-9]+ net [0-9]+/[0-9]+$' "$LINES" | tr '/' ' ' |
 		awk '$3 != $5 { print "round " $3 ": " $5 " echoes"; exit 1 }' ||
 		fail "the guest's echoes do not match its rounds"
-	[ "$(grep -acE '^# soak [0-9]+ net ' "$LOG")" -eq "$rounds" ] ||
+	[ "$(grep -acE '^# soak [0-9]+ net ' "$LINES")" -eq "$rounds" ] ||
 		fail "a round's line has no network count"
-	sent=$(grep -aoE '^# soak [0-9]+ net [0-9]+/[0-9]+$' "$LOG" | tail -1 | cut -d/ -f2)
+	sent=$(grep -aoE '^# soak [0-9]+ net [0-9]+/[0-9]+$' "$LINES" | tail -1 | cut -d/ -f2)
 	kill "$echopid" 2>/dev/null
 	wait "$echopid" 2>/dev/null
 	echopid=
