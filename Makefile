@@ -113,6 +113,13 @@ $(O)/guest/kvmi-agent: guest/kvmi-agent.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -static -o $@ $<
 
+# bench/seccomp.sh loads lkvm's own programs: the library whole, so that
+# every device's rules are there.
+$(O)/bench/seccomp-load: bench/seccomp-load.c $(O)/liblkvm.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< -Wl,--whole-archive $(O)/liblkvm.a \
+	      -Wl,--no-whole-archive $(LDLIBS)
+
 # bench/kvmi.sh's tool is an introspection tool: it links libkvmi.
 $(O)/bench/kvmi-bench: bench/kvmi-bench.c $(KVMILIB)
 	@mkdir -p $(dir $@)
