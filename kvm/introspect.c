@@ -791,13 +791,16 @@ static bool ring_post(struct introspect *in, struct ipend *pd)
 	if (!in->chan_on || pd->len > KVMI_LKVM_SLOT_EVENT_MAX)
 		return false;
 	slot = chan_slot(in, (unsigned int)(pd - in->pend));
+	/* Counted before the tool can see it: a read it sends once it has
+	 * is copied at once (run_command()), never sent after this vCPU ran
+	 * on with its reply. */
+	__atomic_fetch_add(&in->ring_waiting, 1, __ATOMIC_SEQ_CST);
 	memcpy(slot->event, pd->msg, pd->len);
 	__atomic_store_n(&slot->event_len, (uint32_t)pd->len, __ATOMIC_RELAXED);
 	__atomic_store_n(&slot->vcpu_waiting, 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&slot->state, KVMI_LKVM_SLOT_EVENT, __ATOMIC_RELEASE);
 	pd->on_ring = true;
 	pd->ring_taken = false;
-	__atomic_fetch_add(&in->ring_waiting, 1, __ATOMIC_RELEASE);
 	return true;
 }
 
@@ -1812,10 +1815,12 @@ static bool event_reply(struct introspect *in, const struct kvmi_req *r)
 		/* Whether the page is still protected as the tool replies,
 		 * not once the tool has gone (and the page with it). */
 		pd->retry_lands = !is_protected(in, pd->pf_gpa);
+		/* Still under the lock: a vCPU whose event timed out just now
+		 * cannot be in its next one (vcpu_send_event() takes the lock
+		 * first), which this reply would answer otherwise. */
+		vcpu_event_reply(&pd->ev, r->action);
 	}
 	pthread_mutex_unlock(&in->lock);
-	if (!err)
-		vcpu_event_reply(&pd->ev, r->action);
 	return !err;
 }
 

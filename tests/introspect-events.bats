@@ -415,3 +415,32 @@ after-stall closed" ] || { echo "$output"; return 1; }
 	wait_round g $(($(last_round g) + 2))
 	[ -z "$(refused g)" ] || { refused g; return 1; }
 }
+
+# How many descriptors process PID has open.
+nfds() { # PID
+	ls "/proc/$1/fd" | wc -l
+}
+
+@test "a tool that passes descriptors nobody asked for and closes its doorbell: dropped at the timeout, nothing kept" {
+	start g ,timeout=300
+	pid=$(guest_pid g)
+	before=$(nfds "$pid")
+	raw_channel hostile
+	[ "$output" = "$head
+version-with-fds 2 True 0
+version-after-bell 0
+after-dead-bell closed" ] || { echo "$output"; return 1; }
+	grep -q 'dropping the tool: it left an event unanswered past the timeout' \
+		"$TMP/g.log" || { cat "$TMP/g.log"; return 1; }
+	wait_round g $(($(last_round g) + 2))
+	# The connection, its channel and doorbell gone: as many as before.
+	local deadline=$((SECONDS + 10))
+	until [ "$(nfds "$pid")" -eq "$before" ]; do
+		[ $SECONDS -lt $deadline ] ||
+			{ ls -l "/proc/$pid/fd"; echo "before: $before"; return 1; }
+		sleep 0.05
+	done
+	# The next tool is served.
+	run ki g protect "$GPA" --count 1
+	[ "$status" -eq 0 ] || { echo "$output"; return 1; }
+}
