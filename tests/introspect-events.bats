@@ -444,3 +444,19 @@ after-dead-bell closed" ] || { echo "$output"; return 1; }
 	run ki g protect "$GPA" --count 1
 	[ "$status" -eq 0 ] || { echo "$output"; return 1; }
 }
+
+@test "a tool that writes anything in its slot at any time, racing lkvm: dropped, the guest runs on, the next tool served" {
+	start g ,timeout=300
+	pid=$(guest_pid g)
+	for seed in 1 2 3; do
+		run python3 "$BATS_TEST_DIRNAME/kvmi-raw.py" "$TMP/g.sock" \
+			"$TMP/cookie" channel "$GPA" chaos "$seed"
+		[ "$status" -eq 0 ] || { echo "$output"; return 1; }
+		[ "${lines[-1]}" = "after-chaos closed" ] ||
+			{ echo "$output"; return 1; }
+		kill -0 "$pid"
+	done
+	wait_round g $(($(last_round g) + 2))
+	run ki g protect "$GPA" --count 1
+	[ "$status" -eq 0 ] || { echo "$output"; return 1; }
+}

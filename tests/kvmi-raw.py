@@ -205,7 +205,55 @@ if len(sys.argv) > 5 and sys.argv[3] == "channel":
         print("after-garbage", closed())
     elif mode == "stall":
         print("after-stall", closed())
+    elif mode == "chaos":
+        # For 2 s, anything in vCPU 0's slot at any time, racing lkvm:
+        # random states, lengths and bytes, valid replies among them,
+        # the doorbell rung at random. lkvm drops the tool at the first
+        # bad reply it takes, or the timeout ends it; either way, closed.
+        import random
+        rnd = random.Random(int(sys.argv[6]) if len(sys.argv) > 6 else 1)
+        s.setblocking(False)
+        end, n = time.time() + 2, 0
+        while time.time() < end:
+            k = rnd.randrange(6)
+            if k == 0:
+                struct.pack_into("=I", m, soff, rnd.randrange(5))
+            elif k == 1:
+                struct.pack_into("=I", m, soff + 12,
+                                 rnd.choice([0, 7, 8, 24, 192, 193,
+                                             0xffffffff]))
+            elif k == 2:
+                off = REPLY + rnd.randrange(192)
+                m[off:off + 1] = bytes([rnd.randrange(256)])
+            elif k == 3:
+                ev = m[EV:EV + struct.unpack_from("=I", m, soff + 8)[0]]
+                if len(ev) >= 10:
+                    eseq = struct.unpack("=HHI", ev[:8])[2]
+                    r = (struct.pack("=HHI", 1, 16, eseq) + VCPU0 +
+                         struct.pack("=BBHI", 0, 17, 0, 0))
+                    m[REPLY:REPLY + len(r)] = r
+                    struct.pack_into("=I", m, soff + 12, len(r))
+                    struct.pack_into("=I", m, soff, 3)
+            elif k == 4:
+                try:
+                    bell.send(b"x")
+                except OSError:
+                    pass
+            else:
+                struct.pack_into("=I", m, 0, rnd.randrange(2))
+            n += 1
+            try:
+                if s.recv(64) == b"":
+                    break
+            except BlockingIOError:
+                pass
+            except OSError:
+                break
+        s.setblocking(True)
+        s.settimeout(10)
+        print("after-chaos", closed())
     elif mode == "hostile":
+
         # Descriptors where none are expected: 64 with a command on the
         # socket, more with datagrams on the doorbell (and one too large
         # for it); then the doorbell closed and a reply that needs it.
