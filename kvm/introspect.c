@@ -1832,15 +1832,21 @@ static bool stop_requested(struct introspect *in, short revents)
 /* The server's epoll, what each entry is. */
 enum { EP_CONN, EP_STOP, EP_LISTEN, EP_KICK, EP_BELL };
 
-/* The tool rang the doorbell: replies for vCPUs that sleep. */
+/* The replies waiting in the event channel, for vCPUs that sleep. */
+static void ring_take_all(struct introspect *in)
+{
+	for (unsigned int i = 0; i < in->m->ncpus; i++)
+		ring_take(in, &in->pend[i], true);
+}
+
+/* The tool rang the doorbell. */
 static void bell_rung(struct introspect *in)
 {
 	char b[64];
 
 	/* One ring: any more wake the next epoll_wait() at once. */
 	(void)!recv(in->bell_fd, b, sizeof(b), MSG_DONTWAIT);
-	for (unsigned int i = 0; i < in->m->ncpus; i++)
-		ring_take(in, &in->pend[i], true);
+	ring_take_all(in);
 }
 
 /* The next message from the tool, if one comes within timeout_ms. */
@@ -1973,6 +1979,10 @@ static void session(struct introspect *in, int fd)
 	out_clear(in);
 	serve(in);
 	flush_replies(in);	/* what was answered before it ended */
+	/* Replies the tool wrote in the channel before it went count, as
+	 * those it sent on the socket before closing do (the doorbell, or
+	 * the vCPU's next look, may not have come first). */
+	ring_take_all(in);
 	cleanup(in);
 	chan_close(in);
 	pthread_mutex_lock(&in->read_lock);

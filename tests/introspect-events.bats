@@ -460,3 +460,15 @@ after-dead-bell closed" ] || { echo "$output"; return 1; }
 	run ki g protect "$GPA" --count 1
 	[ "$status" -eq 0 ] || { echo "$output"; return 1; }
 }
+
+@test "a reply written in the channel just before the tool goes counts: RETRY refuses the write" {
+	# poll=0: the vCPU sleeps at once; the tool does not ring, it closes.
+	start g ,timeout=5000,poll=0
+	raw_channel retry-close
+	[ "$output" = "$head
+replied-and-closed" ] || { echo "$output"; return 1; }
+	wait_round g $(($(last_round g) + 2))
+	run refused g
+	[ "${#lines[@]}" -eq 1 ] || { echo "$output"; return 1; }
+	! grep -q 'dropping the tool' "$TMP/g.log" || { cat "$TMP/g.log"; return 1; }
+}

@@ -205,6 +205,14 @@ if len(sys.argv) > 5 and sys.argv[3] == "channel":
         print("after-garbage", closed())
     elif mode == "stall":
         print("after-stall", closed())
+    elif mode == "retry-close":
+        # RETRY written in the slot while the vCPU sleeps, the doorbell
+        # not rung, and the tool gone at once: as a reply sent on the
+        # socket before closing, it counts.
+        answer(ev, 1, ring=False)
+        s.close()
+        print("replied-and-closed")
+        sys.exit(0)
     elif mode == "chaos":
         # For 2 s, anything in vCPU 0's slot at any time, racing lkvm:
         # random states, lengths and bytes, valid replies among them,

@@ -769,6 +769,22 @@ static void test_listen_connect(void)
 	unlink(sock_path);
 }
 
+/* A peer that reads a little now and then (40 KB/s), for up to 12 s or
+ * until told to stop. */
+static volatile bool trickling;
+
+static void *trickle(void *opaque)
+{
+	int fd = *(int *)opaque;
+	int64_t end = now_ms() + 12000;
+	const struct timespec pace = { 0, 100 * 1000 * 1000 };
+	char b[4096];
+
+	while (trickling && now_ms() < end && read(fd, b, sizeof(b)) > 0)
+		nanosleep(&pace, NULL);	/* the pace of a slow reader */
+	return NULL;
+}
+
 static void test_transport(void)
 {
 	uint8_t buf[64], key[KVMI_COOKIE_MAX];
@@ -819,6 +835,30 @@ static void test_transport(void)
 	}
 	close(sv[0]);
 	close(sv[1]);
+
+	/* A peer that keeps the send waiting by reading a little at a
+	 * time: the whole message within KVMI_IO_MSG_TIMEOUT_MS, not each
+	 * piece of it. */
+	{
+		static uint8_t big[512 * 1024];
+		struct iovec v = { big, sizeof(big) };
+		pthread_t t;
+		int64_t t0;
+		int err;
+
+		socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv);
+		trickling = true;
+		pthread_create(&t, NULL, trickle, &sv[1]);
+		t0 = now_ms();
+		err = kvmi_io_send(sv[0], &v, 1, -1);
+		t0 = now_ms() - t0;
+		trickling = false;
+		pthread_join(t, NULL);
+		CHECK(err == -ETIMEDOUT && t0 < KVMI_IO_MSG_TIMEOUT_MS + 2000,
+		      "a peer that reads a little at a time: the send ends at the message timeout");
+		close(sv[0]);
+		close(sv[1]);
+	}
 
 	/* Buffered: many messages from one recv(), parts across writes. */
 	{
