@@ -791,13 +791,16 @@ static bool ring_post(struct introspect *in, struct ipend *pd)
 	if (!in->chan_on || pd->len > KVMI_LKVM_SLOT_EVENT_MAX)
 		return false;
 	slot = chan_slot(in, (unsigned int)(pd - in->pend));
+	/* Counted before the tool can see it: a read it sends once it has
+	 * is copied at once (run_command()), never sent after this vCPU ran
+	 * on with its reply. */
+	__atomic_fetch_add(&in->ring_waiting, 1, __ATOMIC_SEQ_CST);
 	memcpy(slot->event, pd->msg, pd->len);
 	__atomic_store_n(&slot->event_len, (uint32_t)pd->len, __ATOMIC_RELAXED);
 	__atomic_store_n(&slot->vcpu_waiting, 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&slot->state, KVMI_LKVM_SLOT_EVENT, __ATOMIC_RELEASE);
 	pd->on_ring = true;
 	pd->ring_taken = false;
-	__atomic_fetch_add(&in->ring_waiting, 1, __ATOMIC_RELEASE);
 	return true;
 }
 
@@ -1812,10 +1815,12 @@ static bool event_reply(struct introspect *in, const struct kvmi_req *r)
 		/* Whether the page is still protected as the tool replies,
 		 * not once the tool has gone (and the page with it). */
 		pd->retry_lands = !is_protected(in, pd->pf_gpa);
+		/* Still under the lock: a vCPU whose event timed out just now
+		 * cannot be in its next one (vcpu_send_event() takes the lock
+		 * first), which this reply would answer otherwise. */
+		vcpu_event_reply(&pd->ev, r->action);
 	}
 	pthread_mutex_unlock(&in->lock);
-	if (!err)
-		vcpu_event_reply(&pd->ev, r->action);
 	return !err;
 }
 
@@ -1827,15 +1832,21 @@ static bool stop_requested(struct introspect *in, short revents)
 /* The server's epoll, what each entry is. */
 enum { EP_CONN, EP_STOP, EP_LISTEN, EP_KICK, EP_BELL };
 
-/* The tool rang the doorbell: replies for vCPUs that sleep. */
+/* The replies waiting in the event channel, for vCPUs that sleep. */
+static void ring_take_all(struct introspect *in)
+{
+	for (unsigned int i = 0; i < in->m->ncpus; i++)
+		ring_take(in, &in->pend[i], true);
+}
+
+/* The tool rang the doorbell. */
 static void bell_rung(struct introspect *in)
 {
 	char b[64];
 
 	/* One ring: any more wake the next epoll_wait() at once. */
 	(void)!recv(in->bell_fd, b, sizeof(b), MSG_DONTWAIT);
-	for (unsigned int i = 0; i < in->m->ncpus; i++)
-		ring_take(in, &in->pend[i], true);
+	ring_take_all(in);
 }
 
 /* The next message from the tool, if one comes within timeout_ms. */
@@ -1968,6 +1979,10 @@ static void session(struct introspect *in, int fd)
 	out_clear(in);
 	serve(in);
 	flush_replies(in);	/* what was answered before it ended */
+	/* Replies the tool wrote in the channel before it went count, as
+	 * those it sent on the socket before closing do (the doorbell, or
+	 * the vCPU's next look, may not have come first). */
+	ring_take_all(in);
 	cleanup(in);
 	chan_close(in);
 	pthread_mutex_lock(&in->read_lock);

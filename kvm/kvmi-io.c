@@ -132,7 +132,9 @@ int kvmi_io_send_fds(int fd, const struct iovec *iov, int iovcnt,
 				continue;
 			if (err != EAGAIN && err != EWOULDBLOCK)
 				return -err;
-			/* A peer that stops reading cannot hold us. */
+			/* A peer that stops reading, or reads a little now
+			 * and then, cannot hold us: once the send has had to
+			 * wait, what is left goes within the timeout. */
 			if (deadline < 0)
 				deadline = now_ms() + KVMI_IO_MSG_TIMEOUT_MS;
 			err = wait_fd(fd, POLLOUT, deadline);
@@ -141,7 +143,6 @@ int kvmi_io_send_fds(int fd, const struct iovec *iov, int iovcnt,
 			continue;
 		}
 		first = false;
-		deadline = -1;
 		while (n > 0) {
 			size_t k = (size_t)n < mh.msg_iov->iov_len ?
 					   (size_t)n : mh.msg_iov->iov_len;

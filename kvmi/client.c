@@ -7,6 +7,7 @@
 #include "kvmi/client.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <sched.h>
 #include <stdlib.h>
@@ -847,6 +848,23 @@ int kvmi_translate_gva(struct kvmi_conn *c, uint16_t vcpu, uint64_t gva,
 	return err;
 }
 
+/*
+ * A file the VMM passed to be mapped: a regular file at least size bytes
+ * long that cannot shrink (lkvm seals both of its memfds), so that no
+ * access inside the mapping ends the tool with SIGBUS.
+ */
+static bool vmm_file_ok(int fd, uint64_t size)
+{
+	struct stat st;
+	int seals;
+
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode) ||
+	    (uint64_t)st.st_size < size)
+		return false;
+	seals = fcntl(fd, F_GET_SEALS);
+	return seals >= 0 && (seals & F_SEAL_SHRINK);
+}
+
 /* Regions inside the file, not overflowing, sorted and apart. */
 static bool regions_ok(const struct kvmi_memmap *m)
 {
@@ -891,7 +909,8 @@ int kvmi_map_memory(struct kvmi_conn *c, bool writable, struct kvmi_memmap *m)
 	m->writable = r.writable;
 	m->count = r.count;
 	memcpy(m->regions, reply + sizeof(r), r.count * sizeof(m->regions[0]));
-	if (!m->file_size || m->file_size > SIZE_MAX || !regions_ok(m))
+	if (!m->file_size || m->file_size > SIZE_MAX || !regions_ok(m) ||
+	    !vmm_file_ok(fd, m->file_size))
 		goto bad;
 	base = mmap(NULL, m->file_size,
 		    PROT_READ | (m->writable ? PROT_WRITE : 0), MAP_SHARED, fd,
@@ -955,7 +974,8 @@ static int chan_open(struct kvmi_conn *c)
 		       NULL, fds, 2);
 	if (err)
 		return err;
-	/* Every slot inside the file, and the file as large as it says. */
+	/* Every slot inside the file, the file as large as it says, and a
+	 * doorbell that is a socket. */
 	if (r.padding || r.nslots != c->guest.vcpu_count || !r.nslots ||
 	    r.file_size > CHAN_MAX_SIZE ||
 	    r.slot_offset < sizeof(struct kvmi_lkvm_chan_hdr) ||
@@ -963,7 +983,8 @@ static int chan_open(struct kvmi_conn *c)
 	    r.slot_size % 8 || r.slot_offset % 8 ||
 	    (uint64_t)r.slot_offset + (uint64_t)r.nslots * r.slot_size >
 		    r.file_size ||
-	    fstat(fds[0], &st) || (uint64_t)st.st_size < r.file_size) {
+	    !vmm_file_ok(fds[0], r.file_size) || fstat(fds[1], &st) ||
+	    !S_ISSOCK(st.st_mode)) {
 		close_fds(fds, 2);
 		return fail(c, -EPROTO);
 	}
@@ -1092,6 +1113,12 @@ static int chan_wait(struct kvmi_conn *c, struct kvmi_event *ev,
 			r = sock_event(c, ev, 0, false);
 		if (r)
 			break;
+		/* Woken for nothing (a doorbell rung for no event) past the
+		 * deadline: the timeout, however often that happens. */
+		if (slept && !left_of(deadline)) {
+			r = -ETIMEDOUT;
+			break;
+		}
 		if (!slept && kvmi_io_now_us() - start < win) {
 			if (!(i % 32))
 				sched_yield();
@@ -1117,6 +1144,12 @@ static int chan_wait(struct kvmi_conn *c, struct kvmi_event *ev,
 			break;
 		}
 		slept = true;
+		/* A doorbell that hung up or failed wakes every poll() at
+		 * once: no VMM's that keeps its word. */
+		if (n > 0 && (p[1].revents & (POLLHUP | POLLERR | POLLNVAL))) {
+			r = fail(c, -EPROTO);
+			break;
+		}
 		/* One ring at a time: more wake the next poll() at once. */
 		if (n > 0 && p[1].revents)
 			(void)!recv(c->bell, b, sizeof(b), MSG_DONTWAIT);

@@ -415,3 +415,60 @@ after-stall closed" ] || { echo "$output"; return 1; }
 	wait_round g $(($(last_round g) + 2))
 	[ -z "$(refused g)" ] || { refused g; return 1; }
 }
+
+# How many descriptors process PID has open.
+nfds() { # PID
+	ls "/proc/$1/fd" | wc -l
+}
+
+@test "a tool that passes descriptors nobody asked for and closes its doorbell: dropped at the timeout, nothing kept" {
+	start g ,timeout=300
+	pid=$(guest_pid g)
+	before=$(nfds "$pid")
+	raw_channel hostile
+	[ "$output" = "$head
+version-with-fds 2 True 0
+version-after-bell 0
+after-dead-bell closed" ] || { echo "$output"; return 1; }
+	grep -q 'dropping the tool: it left an event unanswered past the timeout' \
+		"$TMP/g.log" || { cat "$TMP/g.log"; return 1; }
+	wait_round g $(($(last_round g) + 2))
+	# The connection, its channel and doorbell gone: as many as before.
+	local deadline=$((SECONDS + 10))
+	until [ "$(nfds "$pid")" -eq "$before" ]; do
+		[ $SECONDS -lt $deadline ] ||
+			{ ls -l "/proc/$pid/fd"; echo "before: $before"; return 1; }
+		sleep 0.05
+	done
+	# The next tool is served.
+	run ki g protect "$GPA" --count 1
+	[ "$status" -eq 0 ] || { echo "$output"; return 1; }
+}
+
+@test "a tool that writes anything in its slot at any time, racing lkvm: dropped, the guest runs on, the next tool served" {
+	start g ,timeout=300
+	pid=$(guest_pid g)
+	for seed in 1 2 3; do
+		run python3 "$BATS_TEST_DIRNAME/kvmi-raw.py" "$TMP/g.sock" \
+			"$TMP/cookie" channel "$GPA" chaos "$seed"
+		[ "$status" -eq 0 ] || { echo "$output"; return 1; }
+		[ "${lines[-1]}" = "after-chaos closed" ] ||
+			{ echo "$output"; return 1; }
+		kill -0 "$pid"
+	done
+	wait_round g $(($(last_round g) + 2))
+	run ki g protect "$GPA" --count 1
+	[ "$status" -eq 0 ] || { echo "$output"; return 1; }
+}
+
+@test "a reply written in the channel just before the tool goes counts: RETRY refuses the write" {
+	# poll=0: the vCPU sleeps at once; the tool does not ring, it closes.
+	start g ,timeout=5000,poll=0
+	raw_channel retry-close
+	[ "$output" = "$head
+replied-and-closed" ] || { echo "$output"; return 1; }
+	wait_round g $(($(last_round g) + 2))
+	run refused g
+	[ "${#lines[@]}" -eq 1 ] || { echo "$output"; return 1; }
+	! grep -q 'dropping the tool' "$TMP/g.log" || { cat "$TMP/g.log"; return 1; }
+}

@@ -164,7 +164,7 @@ if len(sys.argv) > 5 and sys.argv[3] == "channel":
         struct.pack_into("=I", m, soff, 2)
         return ev
 
-    def slot_reply(r):
+    def slot_reply(r, ring=True):
         # After the vCPU stopped looking (its polling window is 50 us at
         # most): the reply then goes through the doorbell and the server.
         end = time.time() + 10
@@ -176,15 +176,15 @@ if len(sys.argv) > 5 and sys.argv[3] == "channel":
         struct.pack_into("=I", m, soff + 12, len(r))
         struct.pack_into("=I", m, soff, 3)
         # The vCPU sleeps (a Python tool is slow): ring the doorbell.
-        if struct.unpack_from("=I", m, soff + 4)[0]:
+        if ring and struct.unpack_from("=I", m, soff + 4)[0]:
             bell.send(b"x")
             print("rang-doorbell")
 
-    def answer(ev, action):
+    def answer(ev, action, ring=True):
         eseq = struct.unpack("=HHI", ev[:8])[2]
         event = struct.unpack("=H", ev[8:10])[0]
         slot_reply(struct.pack("=HHI", 1, 16, eseq) + VCPU0 +
-                   struct.pack("=BBHI", action, event, 0, 0))
+                   struct.pack("=BBHI", action, event, 0, 0), ring)
         return eseq
 
     cmd("control-pf", 5, VCPU0 + struct.pack("=HBBI", 17, 1, 0, 0))
@@ -205,6 +205,84 @@ if len(sys.argv) > 5 and sys.argv[3] == "channel":
         print("after-garbage", closed())
     elif mode == "stall":
         print("after-stall", closed())
+    elif mode == "retry-close":
+        # RETRY written in the slot while the vCPU sleeps, the doorbell
+        # not rung, and the tool gone at once: as a reply sent on the
+        # socket before closing, it counts.
+        answer(ev, 1, ring=False)
+        s.close()
+        print("replied-and-closed")
+        sys.exit(0)
+    elif mode == "chaos":
+        # For 2 s, anything in vCPU 0's slot at any time, racing lkvm:
+        # random states, lengths and bytes, valid replies among them,
+        # the doorbell rung at random. lkvm drops the tool at the first
+        # bad reply it takes, or the timeout ends it; either way, closed.
+        import random
+        rnd = random.Random(int(sys.argv[6]) if len(sys.argv) > 6 else 1)
+        s.setblocking(False)
+        end, n = time.time() + 2, 0
+        while time.time() < end:
+            k = rnd.randrange(6)
+            if k == 0:
+                struct.pack_into("=I", m, soff, rnd.randrange(5))
+            elif k == 1:
+                struct.pack_into("=I", m, soff + 12,
+                                 rnd.choice([0, 7, 8, 24, 192, 193,
+                                             0xffffffff]))
+            elif k == 2:
+                off = REPLY + rnd.randrange(192)
+                m[off:off + 1] = bytes([rnd.randrange(256)])
+            elif k == 3:
+                ev = m[EV:EV + struct.unpack_from("=I", m, soff + 8)[0]]
+                if len(ev) >= 10:
+                    eseq = struct.unpack("=HHI", ev[:8])[2]
+                    r = (struct.pack("=HHI", 1, 16, eseq) + VCPU0 +
+                         struct.pack("=BBHI", 0, 17, 0, 0))
+                    m[REPLY:REPLY + len(r)] = r
+                    struct.pack_into("=I", m, soff + 12, len(r))
+                    struct.pack_into("=I", m, soff, 3)
+            elif k == 4:
+                try:
+                    bell.send(b"x")
+                except OSError:
+                    pass
+            else:
+                struct.pack_into("=I", m, 0, rnd.randrange(2))
+            n += 1
+            try:
+                if s.recv(64) == b"":
+                    break
+            except BlockingIOError:
+                pass
+            except OSError:
+                break
+        s.setblocking(True)
+        s.settimeout(10)
+        print("after-chaos", closed())
+    elif mode == "hostile":
+
+        # Descriptors where none are expected: 64 with a command on the
+        # socket, more with datagrams on the doorbell (and one too large
+        # for it); then the doorbell closed and a reply that needs it.
+        nulls = [os.open("/dev/null", os.O_RDONLY) for _ in range(64)]
+        seq = 400
+        socket.send_fds(s, [struct.pack("=HHI", 2, 0, seq)], nulls)
+        rid, rseq, reply = recv_msg()
+        print("version-with-fds", rid, rseq == seq,
+              struct.unpack("=i", reply[:4])[0])
+        for _ in range(8):
+            socket.send_fds(bell, [b"x"], nulls[:16])
+        try:
+            bell.send(b"y" * 65536)
+        except OSError:
+            pass
+        for fd in nulls:
+            os.close(fd)
+        cmd("version-after-bell", 2)
+        bell.close()
+        answer(ev, 0, ring=False)
+        print("after-dead-bell", closed())
     s.close()
     sys.exit(0)
 

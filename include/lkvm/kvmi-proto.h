@@ -291,8 +291,9 @@ int kvmi_hs_check_welcome(struct kvmi_hs *hs, const void *msg, size_t len,
  * Sends one message (or several back to back: a batch of replies or of
  * commands, one system call for all) from iov, at most KVMI_IO_MAX_IOV
  * pieces, with pass_fd (>= 0) as SCM_RIGHTS on its first byte. 0 or
- * -errno (-EPIPE when the peer is gone, -ETIMEDOUT when it stopped
- * reading).
+ * -errno (-EPIPE when the peer is gone, -ETIMEDOUT when what could not
+ * go at once is not all out within KVMI_IO_MSG_TIMEOUT_MS: a peer that
+ * stopped reading, or reads too slowly to be waited for).
  */
 #define KVMI_IO_MAX_IOV 1024
 int kvmi_io_send(int fd, const struct iovec *iov, int iovcnt, int pass_fd);

@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "kvmi/client.h"
@@ -56,7 +57,18 @@ struct vmm {
 	unsigned int reads;	/* KVMI_VM_READ_PHYSICAL served */
 	unsigned int pause_at;	/* a PAUSE event before that read's reply */
 	unsigned int max_batch;	/* the most commands one recv() brought */
+	/* A hostile VMM: memfds it passes unsealed, a map announcing more
+	 * than its file holds, a doorbell hung up before it is passed. */
+	bool unsealed, map_short, dead_bell;
 };
+
+/* The size seals lkvm puts on the memfds it passes. */
+static void seal(struct vmm *v, int fd)
+{
+	if (!v->unsealed &&
+	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) < 0)
+		abort();
+}
 
 static void send_msg(int fd, const void *buf, size_t len, int pass_fd)
 {
@@ -130,10 +142,13 @@ static void serve_channel(struct vmm *v, const struct kvmi_req *r)
 	};
 	int fds[2], bell[2];
 
-	fds[0] = memfd_create("channel", MFD_CLOEXEC);
+	fds[0] = memfd_create("channel", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	if (fds[0] < 0 || ftruncate(fds[0], CHAN_SIZE) ||
 	    socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, bell))
 		abort();
+	seal(v, fds[0]);
+	if (v->dead_bell)
+		shutdown(bell[1], SHUT_RDWR);
 	v->chan = mmap(NULL, CHAN_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED,
 		       fds[0], 0);
 	if (v->chan == MAP_FAILED)
@@ -251,6 +266,11 @@ static void serve(struct vmm *v, const struct kvmi_req *r)
 		char path[64];
 		int fd;
 
+		if (v->map_short) {	/* the second region past the end */
+			m.h.file_size = 2 * RAM_SIZE;
+			m.reg[1].offset = 2 * RAM_SIZE - RAM_SIZE / 2;
+		}
+		seal(v, v->memfd);
 		/* Read-only unless asked: reopened O_RDONLY. */
 		snprintf(path, sizeof(path), "/proc/self/fd/%d", v->memfd);
 		fd = open(path, r->a.map_memory.writable ? O_RDWR : O_RDONLY);
@@ -343,7 +363,7 @@ static void vmm_init(struct vmm *v, int fd, enum script s, const char *key)
 	v->script = s;
 	v->key = key;
 	kvmi_proto_init(&v->p, 2);
-	v->memfd = memfd_create("guest-ram", MFD_CLOEXEC);
+	v->memfd = memfd_create("guest-ram", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	if (v->memfd < 0 || ftruncate(v->memfd, RAM_SIZE) < 0)
 		abort();
 	v->ram = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED,
@@ -544,6 +564,58 @@ static void test_channel(void)
 	}
 }
 
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A VMM that abuses the event channel or the descriptors it passes. */
+static void test_hostile_vmm(void)
+{
+	static struct vmm v;
+	struct kvmi_memmap map;
+	struct kvmi_conn *c;
+	struct kvmi_event ev;
+	pthread_t t;
+	int64_t t0;
+	int err;
+
+	if (!pair(&v, &t, CHANNEL, cookie, &c)) {
+		v.dead_bell = true;
+		CHECK(!kvmi_wait_event(c, &ev, 2000) && kvmi_event_channel(c),
+		      "a channel whose doorbell is hung up: its first event");
+		t0 = now_ms();
+		err = kvmi_wait_event(c, &ev, 5000);
+		CHECK(err == -EPROTO && now_ms() - t0 < 1000 && !kvmi_alive(c),
+		      "then the wait ends the connection, no spinning to the timeout");
+		unpair(&v, t, c);
+	}
+	if (!pair(&v, &t, CHANNEL, cookie, &c)) {
+		v.unsealed = true;
+		CHECK(kvmi_set_event_channel(c, true) == -EPROTO &&
+		      !kvmi_alive(c) && !kvmi_event_channel(c),
+		      "a channel memfd the VMM could shrink (SIGBUS) is refused");
+		unpair(&v, t, c);
+	}
+	if (!pair(&v, &t, SERVE, cookie, &c)) {
+		v.unsealed = true;
+		CHECK(kvmi_map_memory(c, false, &map) == -EPROTO && !map.base &&
+		      !kvmi_alive(c),
+		      "a guest-RAM memfd the VMM could shrink is refused");
+		unpair(&v, t, c);
+	}
+	if (!pair(&v, &t, SERVE, cookie, &c)) {
+		v.map_short = true;
+		CHECK(kvmi_map_memory(c, false, &map) == -EPROTO && !map.base &&
+		      !kvmi_alive(c),
+		      "a guest-RAM map that says more than its file holds is refused");
+		unpair(&v, t, c);
+	}
+}
+
 /* Pipelined reads (kvmi/client.c): many windows, a refusal inside one,
  * an event among the replies. */
 static void test_pipelined(void)
@@ -697,6 +769,22 @@ static void test_listen_connect(void)
 	unlink(sock_path);
 }
 
+/* A peer that reads a little now and then (40 KB/s), for up to 12 s or
+ * until told to stop. */
+static volatile bool trickling;
+
+static void *trickle(void *opaque)
+{
+	int fd = *(int *)opaque;
+	int64_t end = now_ms() + 12000;
+	const struct timespec pace = { 0, 100 * 1000 * 1000 };
+	char b[4096];
+
+	while (trickling && now_ms() < end && read(fd, b, sizeof(b)) > 0)
+		nanosleep(&pace, NULL);	/* the pace of a slow reader */
+	return NULL;
+}
+
 static void test_transport(void)
 {
 	uint8_t buf[64], key[KVMI_COOKIE_MAX];
@@ -747,6 +835,30 @@ static void test_transport(void)
 	}
 	close(sv[0]);
 	close(sv[1]);
+
+	/* A peer that keeps the send waiting by reading a little at a
+	 * time: the whole message within KVMI_IO_MSG_TIMEOUT_MS, not each
+	 * piece of it. */
+	{
+		static uint8_t big[512 * 1024];
+		struct iovec v = { big, sizeof(big) };
+		pthread_t t;
+		int64_t t0;
+		int err;
+
+		socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv);
+		trickling = true;
+		pthread_create(&t, NULL, trickle, &sv[1]);
+		t0 = now_ms();
+		err = kvmi_io_send(sv[0], &v, 1, -1);
+		t0 = now_ms() - t0;
+		trickling = false;
+		pthread_join(t, NULL);
+		CHECK(err == -ETIMEDOUT && t0 < KVMI_IO_MSG_TIMEOUT_MS + 2000,
+		      "a peer that reads a little at a time: the send ends at the message timeout");
+		close(sv[0]);
+		close(sv[1]);
+	}
 
 	/* Buffered: many messages from one recv(), parts across writes. */
 	{
@@ -937,6 +1049,7 @@ int main(void)
 
 	test_session();
 	test_channel();
+	test_hostile_vmm();
 	test_pipelined();
 	test_refusals();
 	test_listen_connect();
