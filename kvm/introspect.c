@@ -377,13 +377,28 @@ out:
 
 /* ---- commands --------------------------------------------------------------- */
 
+/*
+ * Under send_lock: whether a reply went. One the tool did not take within
+ * the timeout ends the session (it stopped reading, or reads too slowly
+ * to be waited for); the log says why, as for the other drops.
+ */
+static bool reply_sent(struct introspect *in, int err)
+{
+	if (err == -ETIMEDOUT && in->conn_fd >= 0) {
+		pr_warn("introspection: dropping the tool: it does not read its replies");
+		shutdown(in->conn_fd, SHUT_RDWR);
+	}
+	return !err;
+}
+
 /* Whole messages, all in one send: nothing goes between them. */
 static bool send_iov(struct introspect *in, const struct iovec *iov, int n)
 {
 	bool ok;
 
 	pthread_mutex_lock(&in->send_lock);
-	ok = in->conn_fd >= 0 && kvmi_io_send(in->conn_fd, iov, n, -1) == 0;
+	ok = in->conn_fd >= 0 &&
+	     reply_sent(in, kvmi_io_send(in->conn_fd, iov, n, -1));
 	pthread_mutex_unlock(&in->send_lock);
 	return ok;
 }
@@ -2189,7 +2204,8 @@ static bool do_map_memory(struct introspect *in, const struct kvmi_req *r)
 	if (!flush_replies(in))
 		return false;
 	pthread_mutex_lock(&in->send_lock);
-	ok = in->conn_fd >= 0 && kvmi_io_send(in->conn_fd, &iov, 1, fd) == 0;
+	ok = in->conn_fd >= 0 &&
+	     reply_sent(in, kvmi_io_send(in->conn_fd, &iov, 1, fd));
 	pthread_mutex_unlock(&in->send_lock);
 	return ok;
 }
@@ -2270,7 +2286,8 @@ static bool do_event_channel(struct introspect *in, const struct kvmi_req *r)
 		iov = (struct iovec){ in->out, (size_t)n };
 		pthread_mutex_lock(&in->send_lock);
 		ok = in->conn_fd >= 0 &&
-		     kvmi_io_send_fds(in->conn_fd, &iov, 1, fds, 2) == 0;
+		     reply_sent(in, kvmi_io_send_fds(in->conn_fd, &iov, 1,
+						     fds, 2));
 		pthread_mutex_unlock(&in->send_lock);
 	}
 	/* The mapping and the tool's copies keep what is needed. */

@@ -227,6 +227,18 @@ after-write new"
 	[ "$status" -eq 0 ] || { echo "$output"; return 1; }
 }
 
+@test "a tool that stops taking its replies is dropped within the send timeout, and the log says why" {
+	start g
+	read -r _ _ gpa _ < <(grep -E '^# magic ' "$TMP/g.log")
+	run timeout 30 python3 "$BATS_TEST_DIRNAME/kvmi-raw.py" "$TMP/g.sock" \
+		"$TMP/cookie" deaf "$gpa" "$TMP/g.log"
+	[ "$status" -eq 0 ] && [ "$output" = "dropped closed" ] || { echo "$output"; return 1; }
+	beat=$(last_beat g)
+	wait_for "$TMP/g.log" "^# heartbeat $((beat + 2))\$" 10
+	run ki g info
+	[ "$status" -eq 0 ] || { echo "$output"; return 1; }
+}
+
 @test "--introspect: bad settings and an open cookie are refused at start" {
 	run "$LKVM" run --introspect "listen=$TMP/s"
 	[ "$status" -eq 1 ]

@@ -349,6 +349,29 @@ if len(sys.argv) > 3 and sys.argv[3] == "drop":
     print("dropped")
     sys.exit(0)
 
+if len(sys.argv) > 5 and sys.argv[3] == "deaf":
+    # A tool that sends reads and never takes their replies (8 MiB, far
+    # more than a socket holds): lkvm gives up within its send timeout,
+    # says why in LOG, and closes; the tool then reads what was sent
+    # before that, up to the end.
+    import time
+    gpa, log = int(sys.argv[4], 0) & ~0xfff, sys.argv[5]
+    s.sendall(b"".join(read_req(i + 1, gpa) for i in range(2000)))
+    end = time.time() + 20
+    while ("dropping the tool: it does not read its replies" not in
+           open(log, errors="replace").read()):
+        if time.time() > end:
+            print("not dropped")
+            sys.exit(1)
+        time.sleep(0.05)
+    try:
+        while s.recv(1 << 16):
+            pass
+        print("dropped closed")
+    except ConnectionResetError:
+        print("dropped closed")
+    sys.exit(0)
+
 cmd("unknown", 0x7fe)
 cmd("version-with-data", 2, b"\0" * 8)
 cmd("version", 2)
