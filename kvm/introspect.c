@@ -486,6 +486,31 @@ static bool reply(struct introspect *in, const struct kvmi_req *r, int err,
 }
 
 /*
+ * A reply that passes descriptors (SCM_RIGHTS): it goes at once, after
+ * the queued ones, since the queue's single send carries none.
+ */
+static bool reply_fds(struct introspect *in, const struct kvmi_req *r,
+		      const void *data, size_t len, const int *fds,
+		      unsigned int nfds)
+{
+	ssize_t n = kvmi_reply_build(in->out, sizeof(in->out), r, 0, data, len);
+	struct iovec iov;
+	bool ok;
+
+	if (n < 0)
+		return reply(in, r, -KVM_EINVAL, NULL, 0);
+	if (!flush_replies(in))
+		return false;
+	iov = (struct iovec){ in->out, (size_t)n };
+	pthread_mutex_lock(&in->send_lock);
+	ok = in->conn_fd >= 0 &&
+	     reply_sent(in, kvmi_io_send_fds(in->conn_fd, &iov, 1, fds,
+					     nfds));
+	pthread_mutex_unlock(&in->send_lock);
+	return ok;
+}
+
+/*
  * A reply whose data, len bytes of guest RAM at p (checked by
  * guest_ptr()), the kernel copies from guest RAM as the queue goes out:
  * serve() sends the queue before anything that may change that memory.
@@ -2190,24 +2215,11 @@ static bool do_map_memory(struct introspect *in, const struct kvmi_req *r)
 	size_t len = sizeof(rep) + in->nram_regions * sizeof(in->ram_regions[0]);
 	/* Read-only unless the tool asked. */
 	int fd = rep.writable ? in->ram_fd : in->ram_ro_fd;
-	struct iovec iov;
-	ssize_t n;
-	bool ok;
 
 	memcpy(data, &rep, sizeof(rep));
 	memcpy(data + sizeof(rep), in->ram_regions,
 	       in->nram_regions * sizeof(in->ram_regions[0]));
-	n = kvmi_reply_build(in->out, sizeof(in->out), r, 0, data, len);
-	if (n < 0)
-		return reply(in, r, -KVM_EINVAL, NULL, 0);
-	iov = (struct iovec){ in->out, (size_t)n };
-	if (!flush_replies(in))
-		return false;
-	pthread_mutex_lock(&in->send_lock);
-	ok = in->conn_fd >= 0 &&
-	     reply_sent(in, kvmi_io_send(in->conn_fd, &iov, 1, fd));
-	pthread_mutex_unlock(&in->send_lock);
-	return ok;
+	return reply_fds(in, r, data, len, &fd, 1);
 }
 
 /* ---- the event channel: set up and torn down ------------------------------------ */
@@ -2238,9 +2250,7 @@ static bool do_event_channel(struct introspect *in, const struct kvmi_req *r)
 	};
 	struct epoll_event ep = { .events = EPOLLIN, .data.u32 = EP_BELL };
 	int fds[2] = { -1, -1 }, bell[2] = { -1, -1 };
-	struct iovec iov;
 	bool on, ok;
-	ssize_t n;
 	int err = 0;
 
 	pthread_mutex_lock(&in->lock);
@@ -2280,16 +2290,7 @@ static bool do_event_channel(struct introspect *in, const struct kvmi_req *r)
 		return reply(in, r, -KVM_ENOMEM, NULL, 0);
 	}
 	fds[1] = bell[1];
-	n = kvmi_reply_build(in->out, sizeof(in->out), r, 0, &rep, sizeof(rep));
-	ok = n > 0 && flush_replies(in);
-	if (ok) {
-		iov = (struct iovec){ in->out, (size_t)n };
-		pthread_mutex_lock(&in->send_lock);
-		ok = in->conn_fd >= 0 &&
-		     reply_sent(in, kvmi_io_send_fds(in->conn_fd, &iov, 1,
-						     fds, 2));
-		pthread_mutex_unlock(&in->send_lock);
-	}
+	ok = reply_fds(in, r, &rep, sizeof(rep), fds, 2);
 	/* The mapping and the tool's copies keep what is needed. */
 	close(fds[0]);
 	close(fds[1]);

@@ -58,6 +58,15 @@ void kvmi_io_poll_update(struct kvmi_io_poll *p, int64_t waited_us, bool hit)
 	}
 }
 
+int64_t kvmi_io_poll_window(const struct kvmi_io_poll *p, int timeout_ms)
+{
+	int64_t win = p ? p->cur_us : 0;
+
+	if (timeout_ms >= 0 && win > (int64_t)timeout_ms * 1000)
+		win = (int64_t)timeout_ms * 1000;
+	return win;
+}
+
 /* Waits for events on fd until deadline (-1: none): 0, -ETIMEDOUT. */
 static int wait_fd(int fd, short events, int64_t deadline)
 {
@@ -289,24 +298,14 @@ int kvmi_io_recv_fds(int fd, void *buf, size_t cap, int timeout_ms,
 		     unsigned int max_fds, unsigned int *nfds)
 {
 	int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
-	int64_t start = 0, spin_until = 0;
+	int64_t start = poll ? kvmi_io_now_us() : 0;
+	int64_t win = kvmi_io_poll_window(poll, timeout_ms);
+	int64_t spin_until = win ? start + win : 0;
 	struct kvmi_msg_hdr hdr;
 	bool slept = false;
 	struct io_fds in = { fds, max_fds, 0 };
 	size_t got = 0;
 	int err;
-
-	if (poll && poll->cur_us) {
-		int64_t win = poll->cur_us;
-
-		/* Never past the caller's timeout. */
-		if (timeout_ms >= 0 && win > (int64_t)timeout_ms * 1000)
-			win = (int64_t)timeout_ms * 1000;
-		start = kvmi_io_now_us();
-		spin_until = start + win;
-	} else if (poll) {
-		start = kvmi_io_now_us();
-	}
 
 	*len = 0;
 	*nfds = 0;
@@ -403,18 +402,11 @@ int kvmi_io_recv_msg(int fd, struct kvmi_io_rbuf *rb, size_t cap,
 		     struct kvmi_io_fds *passed)
 {
 	int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
-	int64_t start = poll ? kvmi_io_now_us() : 0, spin_until = 0;
+	int64_t start = poll ? kvmi_io_now_us() : 0;
+	int64_t win = kvmi_io_poll_window(poll, timeout_ms);
+	int64_t spin_until = win ? start + win : 0;
 	bool partial = false, slept = false;
 	int err;
-
-	if (poll && poll->cur_us) {
-		int64_t win = poll->cur_us;
-
-		/* Never past the caller's timeout. */
-		if (timeout_ms >= 0 && win > (int64_t)timeout_ms * 1000)
-			win = (int64_t)timeout_ms * 1000;
-		spin_until = start + win;
-	}
 	*len = 0;
 	*msg = NULL;
 	for (;;) {

@@ -1092,12 +1092,11 @@ static int chan_wait(struct kvmi_conn *c, struct kvmi_event *ev,
 {
 	struct kvmi_lkvm_chan_hdr *h = (struct kvmi_lkvm_chan_hdr *)c->chan;
 	int64_t deadline = deadline_of(timeout_ms);
-	int64_t start = kvmi_io_now_us(), win = c->poll.cur_us;
+	int64_t start = kvmi_io_now_us();
+	int64_t win = kvmi_io_poll_window(&c->poll, timeout_ms);
 	bool slept = false;
 	int r = 0;
 
-	if (timeout_ms >= 0 && win > (int64_t)timeout_ms * 1000)
-		win = (int64_t)timeout_ms * 1000;
 	for (unsigned int i = 0;; i++) {
 		struct pollfd p[2] = {
 			{ .fd = c->fd, .events = POLLIN },

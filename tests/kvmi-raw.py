@@ -367,9 +367,9 @@ if len(sys.argv) > 5 and sys.argv[3] == "deaf":
     try:
         while s.recv(1 << 16):
             pass
-        print("dropped closed")
     except ConnectionResetError:
-        print("dropped closed")
+        pass
+    print("dropped closed")
     sys.exit(0)
 
 cmd("unknown", 0x7fe)

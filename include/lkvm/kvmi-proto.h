@@ -327,6 +327,9 @@ struct kvmi_io_poll {
 void kvmi_io_poll_init(struct kvmi_io_poll *p, unsigned int max_us);
 /* After a wait of waited_us; hit: polling caught it, no sleep. */
 void kvmi_io_poll_update(struct kvmi_io_poll *p, int64_t waited_us, bool hit);
+/* How long to poll before sleeping, in microseconds: p's window (0 when p
+ * is NULL or polling is off), never past the caller's timeout_ms. */
+int64_t kvmi_io_poll_window(const struct kvmi_io_poll *p, int timeout_ms);
 int64_t kvmi_io_now_us(void);
 /* One step of a polling loop: lets the sibling hyperthread run. */
 static inline void kvmi_io_relax(void)
