@@ -210,10 +210,35 @@ static void run_end(struct machine *m, int status, void *reg)
 	registry_release(reg);
 }
 
+/* What the main loop's thread does beside set-up (machine_prepare): the
+ * seccomp programs, then the guest's name and control socket. */
+struct prep {
+	struct registry_entry *reg;
+	const char *name;
+};
+
+static int prepare(struct machine *m, void *arg)
+{
+	struct prep *p = arg;
+	int err, fd;
+
+	err = confine_prepare(m);	/* confine_start() reports it */
+	(void)err;
+	err = registry_claim(p->name, p->reg);
+	if (err)
+		return err;
+	fd = registry_listen(p->reg);
+	if (fd < 0)
+		return fd;
+	p->reg->sock_fd = fd;
+	return 0;
+}
+
 int cmd_run(int argc, char **argv)
 {
 	struct machine m = { 0 };
-	struct registry_entry reg = { .lock_fd = -1 };
+	struct registry_entry reg = { .lock_fd = -1, .sock_fd = -1 };
+	struct prep prep = { .reg = &reg };
 	struct option_group g[64];
 	char err[256], name[32];
 	unsigned int ng;
@@ -252,14 +277,16 @@ int cmd_run(int argc, char **argv)
 		snprintf(name, sizeof(name), "guest-%d", (int)getpid());
 		m.cfg.name = name;
 	}
-	machine_open_kvm_early(&m);
-	if (registry_claim(m.cfg.name, &reg)) {
+	/* The main loop's thread fetches CPUID, builds the filters and
+	 * claims the name while this one creates and sets up the machine. */
+	prep.name = m.cfg.name;
+	if (machine_prepare(&m, prepare, &prep)) {
 		machine_exit(&m);
 		return LKVM_EXIT_ERROR;
 	}
 	if ((m.cfg.console_log && term_open_log(m.cfg.console_log)) ||
-	    machine_init(&m) || control_start(&m, &reg, notify) ||
-	    confine_start(&m, &reg)) {
+	    machine_init(&m) || machine_prepared(&m) ||
+	    control_start(&m, &reg, notify) || confine_start(&m, &reg)) {
 		machine_exit(&m);
 		registry_release(&reg);
 		return LKVM_EXIT_ERROR;

@@ -78,6 +78,14 @@ enum kvm_open_error {
 int kvm_open(struct kvm_ctx **ctx, const char *path,
 	     const struct kvm_callbacks *cb, void *opaque,
 	     enum kvm_open_error *why);
+/* kvm_open() in two steps, for a caller that asks the system fd
+ * something (kvm_fetch_supported_cpuid) from another thread while the VM
+ * is created: the device (on failure *ctx is NULL), then the VM (on
+ * failure the context stays open: the caller closes it). */
+int kvm_open_device(struct kvm_ctx **ctx, const char *path,
+		    const struct kvm_callbacks *cb, void *opaque,
+		    enum kvm_open_error *why);
+int kvm_create_vm(struct kvm_ctx *ctx, enum kvm_open_error *why);
 void kvm_close(struct kvm_ctx *ctx);
 
 int kvm_system_fd(const struct kvm_ctx *ctx);
@@ -171,7 +179,10 @@ int kvm_set_vcpu_events(struct kvm_vcpu *vcpu,
 int kvm_set_guest_debug(struct kvm_vcpu *vcpu,
 			const struct kvm_guest_debug *dbg);
 int kvm_set_cpuid(struct kvm_vcpu *vcpu, const struct kvm_cpuid2 *cpuid);
-/* Returns a malloc'd table the caller frees. */
+/* Returns a malloc'd table the caller frees. KVM is asked once, by the
+ * first caller; kvm_fetch_supported_cpuid() asks it ahead, from any
+ * thread, so that the later calls only copy. */
+int kvm_fetch_supported_cpuid(struct kvm_ctx *ctx);
 int kvm_get_supported_cpuid(struct kvm_ctx *ctx, struct kvm_cpuid2 **out);
 
 /* Injection. */

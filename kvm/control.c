@@ -755,7 +755,8 @@ int control_start(struct machine *m, struct registry_entry *reg,
 	ctl->reg = reg;
 	ctl->notify_fd = notify_fd;
 	ctl->started = time(NULL);
-	ctl->listen_fd = registry_listen(reg);
+	ctl->listen_fd = reg->sock_fd >= 0 ? reg->sock_fd : registry_listen(reg);
+	reg->sock_fd = -1;
 	if (ctl->listen_fd < 0) {
 		err = ctl->listen_fd;
 		free(ctl);

@@ -19,6 +19,7 @@ struct kvm_ctx {
 	const struct kvm_callbacks *cb;
 	void *opaque;
 	struct kvm_cpuid2 *supported_cpuid;	/* fetched once */
+	pthread_mutex_t cpuid_lock;	/* around the fetch */
 };
 
 struct kvm_vcpu {
@@ -47,6 +48,31 @@ int kvm_open(struct kvm_ctx **out, const char *path,
 	     const struct kvm_callbacks *cb, void *opaque,
 	     enum kvm_open_error *why)
 {
+	int r = kvm_open_device(out, path, cb, opaque, why);
+
+	if (!r && (r = kvm_create_vm(*out, why))) {
+		kvm_close(*out);
+		*out = NULL;
+	}
+	return r;
+}
+
+int kvm_create_vm(struct kvm_ctx *ctx, enum kvm_open_error *why)
+{
+	do
+		ctx->vm_fd = ioctl(ctx->sys_fd, KVM_CREATE_VM, 0);
+	while (ctx->vm_fd < 0 && errno == EINTR);
+	if (ctx->vm_fd < 0) {
+		*why = KVM_OPEN_CREATE_VM;
+		return -errno;
+	}
+	return 0;
+}
+
+int kvm_open_device(struct kvm_ctx **out, const char *path,
+		    const struct kvm_callbacks *cb, void *opaque,
+		    enum kvm_open_error *why)
+{
 	struct kvm_ctx *ctx;
 	int r;
 
@@ -56,6 +82,7 @@ int kvm_open(struct kvm_ctx **out, const char *path,
 	if (!ctx)
 		return -ENOMEM;
 	ctx->vm_fd = -1;
+	pthread_mutex_init(&ctx->cpuid_lock, NULL);
 	ctx->cb = cb ? cb : &no_callbacks;
 	ctx->opaque = opaque;
 
@@ -80,14 +107,6 @@ int kvm_open(struct kvm_ctx **out, const char *path,
 		r = ctx->run_size < 0 ? -errno : -EPROTO;
 		goto fail;
 	}
-	do
-		ctx->vm_fd = ioctl(ctx->sys_fd, KVM_CREATE_VM, 0);
-	while (ctx->vm_fd < 0 && errno == EINTR);
-	if (ctx->vm_fd < 0) {
-		r = -errno;
-		*why = KVM_OPEN_CREATE_VM;
-		goto fail;
-	}
 	*out = ctx;
 	return 0;
 fail:
@@ -104,6 +123,7 @@ void kvm_close(struct kvm_ctx *ctx)
 	if (ctx->sys_fd >= 0)
 		close(ctx->sys_fd);
 	free(ctx->supported_cpuid);
+	pthread_mutex_destroy(&ctx->cpuid_lock);
 	free(ctx);
 }
 
@@ -482,11 +502,10 @@ int kvm_set_msrs(struct kvm_vcpu *v, const struct kvm_msr_entry *e,
 }
 
 /* The answer does not change: asked once, copied for each caller (every
- * vCPU's set-up asks). */
-int kvm_get_supported_cpuid(struct kvm_ctx *ctx, struct kvm_cpuid2 **out)
+ * vCPU's set-up asks; machine_prepare() asks ahead, on another thread). */
+static int fetch_supported_cpuid(struct kvm_ctx *ctx)
 {
 	unsigned int n = 64;
-	size_t size;
 
 	while (!ctx->supported_cpuid) {
 		struct kvm_cpuid2 *c;
@@ -506,6 +525,26 @@ int kvm_get_supported_cpuid(struct kvm_ctx *ctx, struct kvm_cpuid2 **out)
 			return r;
 		n *= 2;
 	}
+	return 0;
+}
+
+int kvm_fetch_supported_cpuid(struct kvm_ctx *ctx)
+{
+	int err;
+
+	pthread_mutex_lock(&ctx->cpuid_lock);
+	err = fetch_supported_cpuid(ctx);
+	pthread_mutex_unlock(&ctx->cpuid_lock);
+	return err;
+}
+
+int kvm_get_supported_cpuid(struct kvm_ctx *ctx, struct kvm_cpuid2 **out)
+{
+	size_t size;
+	int err = kvm_fetch_supported_cpuid(ctx);
+
+	if (err)
+		return err;
 	size = sizeof(**out) +
 	       ctx->supported_cpuid->nent * sizeof((*out)->entries[0]);
 	*out = malloc(size);

@@ -405,11 +405,8 @@ static const long core_caps[] = {
 /*
  * Creating the VM is the largest part of start-up, and nothing before it
  * needs option parsing's results beyond the device's path, so
- * machine_open_kvm_early() creates it first thing, and open_kvm() takes
- * the result and reports its errors in order. No thread: on a host whose
- * idle CPUs are slow to wake, a new thread takes 0.1 to 1 ms to run, and
- * sharing the CPU with one slowed the set-up it was to shorten
- * (bench/boot.sh).
+ * machine_prepare() creates it first thing, and open_kvm() takes the
+ * result and reports its errors in order.
  */
 struct kvm_opening {
 	struct kvm_ctx *kvm;
@@ -422,16 +419,6 @@ static const char *kvm_device_path(void)
 	const char *path = getenv("LKVM_KVM_DEVICE");
 
 	return path && *path ? path : "/dev/kvm";
-}
-
-void machine_open_kvm_early(struct machine *m)
-{
-	struct kvm_opening *o = calloc(1, sizeof(*o));
-
-	if (!o)
-		return;		/* open_kvm() opens it itself */
-	o->err = kvm_open(&o->kvm, kvm_device_path(), &callbacks, m, &o->why);
-	m->opening = o;
 }
 
 /* The early opening's result, if there is one (false if not); its
@@ -458,6 +445,9 @@ static int open_kvm(struct machine *m)
 	long missing;
 	int err;
 
+	/* After a failed KVM_CREATE_VM, m->kvm holds the open device, which
+	 * the thread of machine_prepare() may still be asking: machine_exit()
+	 * closes it. */
 	if (!opening_join(m, &why, &err))
 		err = kvm_open(&m->kvm, path, &callbacks, m, &why);
 	switch (why) {
@@ -832,14 +822,12 @@ int machine_poll(struct machine *m, int timeout_ms)
 	return n < 0 ? -errno : n;
 }
 
-/* The main loop's thread: the loop, then the end of the run. */
-static void *main_loop(void *arg)
+/* The main loop, then the end of the run, on the main loop's thread. */
+static void loop(struct machine *m)
 {
-	struct machine *m = arg;
 	sigset_t stop_set;
 	int sfd;
 
-	pthread_setname_np(pthread_self(), "main-loop");
 	stop_signals(&stop_set);
 	sfd = signalfd(-1, &stop_set, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (sfd < 0 || machine_watch_fd(m, sfd, on_signal, NULL) ||
@@ -866,7 +854,124 @@ static void *main_loop(void *arg)
 	}
 	if (m->run_end)
 		m->run_end(m, m->exit_status, m->run_end_arg);
+}
+
+static void *main_loop(void *arg)
+{
+	pthread_setname_np(pthread_self(), "main-loop");
+	loop(arg);
 	return NULL;
+}
+
+/*
+ * Started by machine_prepare(): the set-up work that can go beside the
+ * main thread's, then the main loop once machine_run() says so. It has
+ * the process-wide seccomp filter by then: confine_start() installs it
+ * on every thread.
+ */
+static void *prepare_then_loop(void *arg)
+{
+	struct machine *m = arg;
+
+	pthread_setname_np(pthread_self(), "main-loop");
+	if (m->prep_kvm)
+		arch_prefetch(m->prep_kvm);
+	m->prep_err = m->prep ? m->prep(m, m->prep_arg) : 0;
+	/* Off set-up's CPU until now (machine_prepare); anywhere after. */
+	if (m->prep_cpus)
+		sched_setaffinity(0, CPU_ALLOC_SIZE(m->prep_ncpus),
+				  m->prep_cpus);
+	flag_give(&m->prep_done);
+	flag_wait(&m->loop_go);
+	if (!m->loop_abort)
+		loop(m);
+	return NULL;
+}
+
+/*
+ * The thread that works beside set-up goes to another CPU than set-up's:
+ * a new thread often starts on its parent's CPU and preempts it, which
+ * left set-up waiting for the thread's work instead of doing its own
+ * (bench/boot.sh). Fills attr with the CPUs allowed but the current one,
+ * and m->prep_cpus with all those allowed (restored once the work is
+ * done); nothing when only one CPU is allowed.
+ */
+static void away_from_setup(struct machine *m, pthread_attr_t *attr)
+{
+	int n = 1024, cpu = sched_getcpu();
+	cpu_set_t *all = CPU_ALLOC((unsigned int)n), *other;
+	size_t size = CPU_ALLOC_SIZE(n);
+
+	if (!all)
+		return;
+	if (cpu < 0 || cpu >= n || sched_getaffinity(0, size, all) < 0 ||
+	    !CPU_ISSET_S(cpu, size, all) || CPU_COUNT_S(size, all) < 2 ||
+	    !(other = CPU_ALLOC((unsigned int)n))) {
+		CPU_FREE(all);
+		return;
+	}
+	memcpy(other, all, size);
+	CPU_CLR_S(cpu, size, other);
+	if (pthread_attr_setaffinity_np(attr, size, other)) {
+		CPU_FREE(all);
+	} else {
+		m->prep_cpus = all;
+		m->prep_ncpus = n;
+	}
+	CPU_FREE(other);
+}
+
+static int start_prepare(struct machine *m)
+{
+	pthread_attr_t attr;
+	int err;
+
+	/* Stop signals go through the main loop's signalfd, kicks only to
+	 * vCPU threads: the thread starts with them blocked. */
+	block_signals();
+	err = pthread_attr_init(&attr);
+	if (!err) {
+		away_from_setup(m, &attr);
+		err = pthread_create(&m->loop_thread, &attr,
+				     prepare_then_loop, m);
+		pthread_attr_destroy(&attr);
+	}
+	if (err) {
+		pr_err("cannot start the main loop: %s", strerror(err));
+		return -err;
+	}
+	m->loop_started = true;
+	return 0;
+}
+
+int machine_prepare(struct machine *m, int (*fn)(struct machine *m, void *arg),
+		    void *arg)
+{
+	struct kvm_opening *o = calloc(1, sizeof(*o));
+	int err;
+
+	m->prep = fn;
+	m->prep_arg = arg;
+	if (!o)		/* open_kvm() opens it itself */
+		return start_prepare(m);
+	m->opening = o;
+	/* The device, the thread (which asks the device the host's CPUID
+	 * table), then the VM. */
+	o->err = kvm_open_device(&o->kvm, kvm_device_path(), &callbacks, m,
+				 &o->why);
+	m->prep_kvm = o->kvm;
+	err = start_prepare(m);
+	if (!o->err)
+		o->err = kvm_create_vm(o->kvm, &o->why);
+	return err;
+}
+
+int machine_prepared(struct machine *m)
+{
+	if (!m->loop_started)
+		return 0;
+	flag_wait(&m->prep_done);
+	return m->prep_err;
 }
 
 int machine_run(struct machine *m,
@@ -874,17 +979,23 @@ int machine_run(struct machine *m,
 		void *arg)
 {
 	pthread_t loop;
-	int err;
+	int err = 0;
 
 	m->run_end = end;
 	m->run_end_arg = arg;
 	/* vCPU 0 goes into the guest at once; the APs and the main loop
-	 * start beside it. */
+	 * start beside it (or wait for the word, when it started early). */
 	flag_give(&m->vcpus_go);
 	if (m->ncpus) {
 		m->vcpus[0].thread = pthread_self();
 		m->vcpus[0].started = true;
-		err = pthread_create(&loop, NULL, main_loop, m);
+		if (m->loop_started) {
+			m->loop_running = true;
+			flag_give(&m->loop_go);
+			loop = m->loop_thread;
+		} else {
+			err = pthread_create(&loop, NULL, main_loop, m);
+		}
 		if (!err) {
 			vcpu_run_loop(&m->vcpus[0]);
 			flag_give(&m->vcpu0_done);
@@ -896,7 +1007,13 @@ int machine_run(struct machine *m,
 	}
 	/* No vCPU, or no thread for the main loop: the run ends here. */
 	machine_stop(m, LKVM_EXIT_ERROR);
-	main_loop(m);
+	if (m->loop_started && !m->loop_running) {
+		m->loop_running = true;
+		flag_give(&m->loop_go);
+		pthread_join(m->loop_thread, NULL);
+	} else {
+		main_loop(m);
+	}
 	return m->exit_status;
 }
 
@@ -904,6 +1021,19 @@ void machine_exit(struct machine *m)
 {
 	unsigned int n;
 	const struct device_ops *const *devs = device_list(&n);
+
+	/* Set-up failed after machine_prepare(): its thread leaves. */
+	if (m->loop_started && !m->loop_running) {
+		machine_prepared(m);
+		m->loop_abort = true;
+		m->loop_running = true;
+		flag_give(&m->loop_go);
+		pthread_join(m->loop_thread, NULL);
+	}
+	if (m->prep_cpus) {
+		CPU_FREE(m->prep_cpus);
+		m->prep_cpus = NULL;
+	}
 
 	/* Set-up failed after the APs' threads started (vCPU 0 runs only
 	 * inside machine_run(), which joins every vCPU). */

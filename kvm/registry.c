@@ -120,6 +120,7 @@ int registry_claim(const char *name, struct registry_entry *e)
 
 	e->lock_fd = -1;
 	e->listening = false;
+	e->sock_fd = -1;
 	if (!registry_name_valid(name)) {
 		pr_err("--name '%s': use 1 to %d letters, digits, '.', '_' or '-'",
 		       name, REGISTRY_NAME_MAX);
@@ -263,6 +264,10 @@ void registry_release(struct registry_entry *e)
 
 	if (e->lock_fd < 0)
 		return;
+	if (e->sock_fd >= 0) {	/* opened ahead, never taken */
+		close(e->sock_fd);
+		e->sock_fd = -1;
+	}
 	registry_unlisten(e);
 	entry_path(path, e->dir, e->name, "lock");
 	/* Unlink while holding the lock, so no other lkvm holds this file. */

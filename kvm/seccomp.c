@@ -196,8 +196,11 @@ struct bpf {
 	void *buf;
 };
 
-/* Built once by confine_start(), read by every thread after. */
+/* Built once, by confine_prepare() or confine_start(); read by every
+ * thread after. */
+static struct bpf all_bpf;
 static struct bpf class_bpf[NCLASS];
+static bool filters_built;
 static bool filters_ready;
 static int violation_class = -1;
 static enum { V_EXEC, V_IOCTL, V_MMAP_EXEC, V_INT80 } violation_call;
@@ -476,14 +479,23 @@ static int drop_user(struct registry_entry *reg, const char *spec)
 
 static const struct device_ops confine_ops;
 
-/* The process-wide program in all, each class's in class_bpf[]. */
-static int build_all(struct machine *m, struct bpf *all)
+/* The process-wide program in all_bpf, each class's in class_bpf[]. */
+static int build_all(struct machine *m)
 {
-	int err = build(m, SECCOMP_ALL, all);
+	int err = filters_built ? 0 : build(m, SECCOMP_ALL, &all_bpf);
 
-	for (int c = 0; !err && c < NCLASS; c++)
+	for (int c = 0; !err && !filters_built && c < NCLASS; c++)
 		err = build(m, 1u << c, &class_bpf[c]);
+	if (!err)
+		filters_built = true;
 	return err;
+}
+
+int confine_prepare(struct machine *m)
+{
+	struct confine_cfg *cfg = machine_dev_cfg(m, &confine_ops);
+
+	return cfg && !cfg->no_seccomp ? build_all(m) : 0;
 }
 
 int confine_start(struct machine *m, struct registry_entry *reg)
@@ -491,7 +503,6 @@ int confine_start(struct machine *m, struct registry_entry *reg)
 	struct confine_cfg *cfg = machine_dev_cfg(m, &confine_ops);
 	struct sigaction sa = { .sa_sigaction = on_sigsys,
 				.sa_flags = SA_SIGINFO };
-	struct bpf all = { 0 };
 	int err;
 
 	if (!cfg)
@@ -507,14 +518,14 @@ int confine_start(struct machine *m, struct registry_entry *reg)
 	if (cfg->no_seccomp)
 		return 0;
 
-	err = build_all(m, &all);
+	err = build_all(m);
 	if (err) {
 		pr_err("seccomp: cannot build the filters: %s", strerror(-err));
 		goto out;
 	}
 	sigaction(SIGSYS, &sa, NULL);
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
-	    (err = load(&all, SECCOMP_FILTER_FLAG_TSYNC)) < 0) {
+	    (err = load(&all_bpf, SECCOMP_FILTER_FLAG_TSYNC)) < 0) {
 		if (!err)
 			err = -errno;
 		pr_err("seccomp: cannot install the filter: %s (--no-seccomp runs without)",
@@ -523,7 +534,6 @@ int confine_start(struct machine *m, struct registry_entry *reg)
 	}
 	__atomic_store_n(&filters_ready, true, __ATOMIC_RELEASE);
 out:
-	free(all.buf);
 	return err;
 }
 

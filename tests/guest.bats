@@ -172,6 +172,44 @@ no_failures() {
 	[ "$status" -eq 1 ]	# (0 << 1) | 1: the flat guest ran
 }
 
+# Cpus_allowed_list of PID's thread named NAME (the process's without).
+cpus_allowed() { # pid [name]
+	local t
+	for t in /proc/"$1"/task/*; do
+		if [ -z "${2:-}" ] || [ "$(cat "$t/comm")" = "$2" ]; then
+			awk '$1 == "Cpus_allowed_list:" { print $2 }' "$t/status"
+			return
+		fi
+	done
+	return 1
+}
+
+@test "the main loop, which sets up on another CPU than vCPU 0, then runs on any CPU lkvm may" {
+	start_heartbeat aff
+	pid=$(guest_pid aff)
+	all=$(cpus_allowed "$pid")
+	loop=$(cpus_allowed "$pid" main-loop)
+	[ -n "$all" ] && [ "$loop" = "$all" ] ||
+		{ echo "lkvm may run on $all, its main loop on $loop"; return 1; }
+}
+
+@test "under taskset, every thread keeps to the CPUs lkvm is given" {
+	cpus=$(taskset -pc $$ | sed 's/.*: //')
+	first=${cpus%%[,-]*}
+	run timeout 60 taskset -c "$first" "$LKVM" run -p tests=all </dev/null
+	[ "$status" -eq 0 ] || { echo "$output"; return 1; }
+	run taskset -c "$first" "$LKVM" run --detach --name one \
+		--console-log "$TMP/one.log" -p tests=heartbeat
+	[ "$status" -eq 0 ] || { echo "$output"; return 1; }
+	pid=$(guest_pid one)
+	PIDS+=" $pid"
+	wait_for "$TMP/one.log" '^# heartbeat 1$' 30
+	for t in "" main-loop; do
+		[ "$(cpus_allowed "$pid" $t)" = "$first" ] ||
+			{ echo "${t:-lkvm}: $(cpus_allowed "$pid" $t)"; return 1; }
+	done
+}
+
 @test "on a terminal, Ctrl-A x quits with status 0" {
 	command -v script >/dev/null || skip "script(1) not installed"
 	mkfifo "$TMP/in"

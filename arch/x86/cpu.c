@@ -191,6 +191,12 @@ struct kvm_cpuid2 *x86_vcpu_cpuid(const struct kvm_cpuid2 *sup,
 	return c;
 }
 
+void arch_prefetch(struct kvm_ctx *kvm)
+{
+	/* An error comes again, and is reported, in setup_cpuid(). */
+	(void)kvm_fetch_supported_cpuid(kvm);
+}
+
 static int setup_cpuid(struct machine *m, struct vcpu *v, bool *has_mtrr)
 {
 	struct kvm_cpuid2 *sup, *c;

@@ -17,6 +17,12 @@ struct vcpu;
 /* Capabilities the architecture cannot work without (0-terminated). */
 extern const long arch_required_caps[];
 
+struct kvm_ctx;
+
+/* What vCPU set-up will ask of KVM and can be asked ahead, on another
+ * thread than set-up's (machine_prepare): on x86 the host's CPUID table. */
+void arch_prefetch(struct kvm_ctx *kvm);
+
 /* In-kernel irqchip and PIT, TSS and identity-map pages. */
 int arch_init_vm(struct machine *m);
 

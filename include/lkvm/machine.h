@@ -7,6 +7,7 @@
 #define LKVM_MACHINE_H
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -82,7 +83,7 @@ typedef size_t (*console_input_fn)(struct machine *m, const char *buf,
 struct machine {
 	struct machine_config cfg;
 	struct kvm_ctx *kvm;
-	struct kvm_opening *opening;	/* machine_open_kvm_early() */
+	struct kvm_opening *opening;	/* machine_prepare() */
 	struct iobus *pio;
 	struct iobus *mmio;
 
@@ -128,6 +129,22 @@ struct machine {
 	int vcpu0_done;
 	void (*run_end)(struct machine *m, int status, void *arg);
 	void *run_end_arg;
+	/* The main loop's thread, when machine_prepare() started it before
+	 * set-up: its work's result once prep_done (a futex word) is set;
+	 * then it waits for loop_go (a futex word): to run the loop, or to
+	 * leave at once when loop_abort is set (machine_exit). */
+	pthread_t loop_thread;
+	bool loop_started;
+	bool loop_running;	/* machine_run() gave it the word */
+	bool loop_abort;
+	struct kvm_ctx *prep_kvm;
+	cpu_set_t *prep_cpus;	/* the CPUs allowed, to restore */
+	int prep_ncpus;
+	int prep_done;
+	int prep_err;
+	int loop_go;
+	int (*prep)(struct machine *m, void *arg);
+	void *prep_arg;
 
 	/* Control: vCPU events (kvm/vcpu.c), the control socket
 	 * (kvm/control.c), device counters for `lkvm stat` (kvm/stats.c). */
@@ -214,9 +231,21 @@ void machine_dump_vcpu(struct machine *m, struct vcpu *v, const char *why);
 
 /* The life cycle, in builtin-run.c's order. */
 int machine_setup_config(struct machine *m);	/* device config blocks */
-/* Optional, before machine_init() and after any fork: opens /dev/kvm and
- * creates the VM first thing (open_kvm() reports its errors later). */
-void machine_open_kvm_early(struct machine *m);
+/*
+ * Optional, before machine_init() and after any fork: opens /dev/kvm,
+ * starts the main loop's thread, and creates the VM, first thing
+ * (open_kvm() reports their errors later). The thread does, beside the
+ * main thread's set-up, what needs neither the VM's state nor the main
+ * thread: the host's CPUID table (arch_prefetch), then fn(m, arg), which
+ * may only read m->cfg and the devices' config blocks.
+ * machine_prepared() waits for it and returns fn's result. The thread
+ * then waits for machine_run(), or for machine_exit() after a failed
+ * set-up. Returns 0, or -errno when no thread could start (fn did not
+ * run: the caller ends).
+ */
+int machine_prepare(struct machine *m, int (*fn)(struct machine *m, void *arg),
+		    void *arg);
+int machine_prepared(struct machine *m);
 int machine_init(struct machine *m);	/* KVM, memory, devices, boot */
 /*
  * Runs the machine until it stops and returns its status. vCPU 0 runs on

@@ -33,6 +33,9 @@ struct registry_entry {
 	char dir[4096];
 	int lock_fd;
 	bool listening;
+	/* registry_listen()'s socket when it was opened ahead of
+	 * control_start(), which takes it (-1 otherwise). */
+	int sock_fd;
 };
 
 /* A guest name: 1-64 of [A-Za-z0-9._-], not starting with '.' or '-'. */

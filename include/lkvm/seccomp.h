@@ -87,6 +87,13 @@ int seccomp_bpf_build_narrowing(const struct seccomp_rule *const *tables,
 				struct sock_fprog *out);
 
 /*
+ * Builds the filters confine_start() will install (it builds them itself
+ * otherwise): needs only the options, so machine_prepare() runs it beside
+ * set-up. Returns 0 or -errno; confine_start() reports a failure.
+ */
+int confine_prepare(struct machine *m);
+
+/*
  * After set-up, before machine_run(): drops to --user (when given), then
  * installs the process-wide filter on every thread (unless
  * --no-seccomp). Prints why and returns -errno on failure.

@@ -217,6 +217,52 @@ static void test_open_errors(void)
 	}
 }
 
+static void *fetch_cpuid(void *arg)
+{
+	return (void *)(long)kvm_fetch_supported_cpuid(arg);
+}
+
+/* lkvm's start-up: the device, then a thread fetches the host's CPUID
+ * table while this one creates the VM and then asks for the table. */
+static void test_open_in_steps(void)
+{
+	struct kvm_ctx *c, *ref;
+	struct kvm_cpuid2 *a = NULL, *b = NULL;
+	enum kvm_open_error why;
+	pthread_t t;
+	void *fetched = (void *)-1L;
+	int created;
+	bool same;
+
+	if (kvm_open_device(&c, NULL, NULL, NULL, &why)) {
+		CHECK(0, "open in steps: the device opens");
+		return;
+	}
+	CHECK(kvm_vm_fd(c) < 0, "open in steps: no VM before kvm_create_vm");
+	if (pthread_create(&t, NULL, fetch_cpuid, c) == 0) {
+		created = kvm_create_vm(c, &why);
+		pthread_join(t, &fetched);
+	} else {
+		created = kvm_create_vm(c, &why);
+	}
+	CHECK(!created && kvm_vm_fd(c) >= 0 && why == KVM_OPEN_OK,
+	      "open in steps: the VM is created beside the fetch");
+	CHECK(fetched == NULL, "open in steps: the other thread fetched CPUID");
+	/* The same leaves; their values may differ in the APIC IDs of the
+	 * host CPU that ran each fetch (leaves 1 and 0xb). */
+	same = !kvm_open(&ref, NULL, NULL, NULL, &why) &&
+	       !kvm_get_supported_cpuid(c, &a) &&
+	       !kvm_get_supported_cpuid(ref, &b) && a->nent == b->nent;
+	for (unsigned int i = 0; same && i < a->nent; i++)
+		same = a->entries[i].function == b->entries[i].function &&
+		       a->entries[i].index == b->entries[i].index;
+	CHECK(same, "open in steps: the table has the leaves a fresh context gets");
+	free(a);
+	free(b);
+	kvm_close(ref);
+	kvm_close(c);
+}
+
 static void test_real_mode(void)
 {
 	static const uint8_t code[] = {
@@ -437,6 +483,7 @@ int main(void)
 {
 	test_irqfd();
 	test_open_errors();
+	test_open_in_steps();
 	test_real_mode();
 	test_msr_and_ioeventfd();
 	test_nmi();
