@@ -2,8 +2,10 @@
 # Boot time and memory of lkvm beside the ioctl floor and QEMU.
 # Prints medians of RUNS runs (default 11) of:
 #  - a flat real-mode guest that prints one line and exits through port
-#    0xf4: floor (bench/floor.c) vs lkvm, exec to first byte and to exit,
-#    and lkvm's first byte without its seccomp filters (--no-seccomp);
+#    0xf4: floor (bench/floor.c; also linked statically, with the
+#    in-kernel irqchip and PIT, and with the split irqchip) vs lkvm, exec
+#    to first byte and to exit, and lkvm's first byte without its seccomp
+#    filters (--no-seccomp);
 #  - the bundled test kernel running its serial check: lkvm vs QEMU;
 #  - lkvm's peak resident memory for both guests.
 set -eu
@@ -45,6 +47,7 @@ add() { # name expected-status cmd...
 add floor 1 $B/floor "$tmp/flat" 128
 add floor-static 1 $B/floor-static "$tmp/flat" 128
 add floor-irq 1 $B/floor -i "$tmp/flat" 128
+add floor-split 1 $B/floor -s "$tmp/flat" 128
 add lkvm-flat 1 ./lkvm run -m 128 -k "$tmp/flat"
 # The same without the seccomp filters: their share of start-up.
 add lkvm-flat-nosec 1 ./lkvm run --no-seccomp -m 128 -k "$tmp/flat"
@@ -75,6 +78,7 @@ done
 f1=$(median "$tmp/floor" 1); fe=$(median "$tmp/floor" 2)
 s1=$(median "$tmp/floor-static" 1); se=$(median "$tmp/floor-static" 2)
 i1=$(median "$tmp/floor-irq" 1); ie=$(median "$tmp/floor-irq" 2)
+p1=$(median "$tmp/floor-split" 1); pe=$(median "$tmp/floor-split" 2)
 l1=$(median "$tmp/lkvm-flat" 1); le=$(median "$tmp/lkvm-flat" 2)
 lr=$(median "$tmp/lkvm-flat" 3)
 t1=$(median "$tmp/lkvm-tk" 1); te=$(median "$tmp/lkvm-tk" 2)
@@ -87,6 +91,7 @@ echo "boot time, median of $RUNS runs (ms):"
 printf '  flat guest   floor  first byte %7.2f  exit %7.2f\n' "$f1" "$fe"
 printf '  flat guest   floor, linked statically  first byte %7.2f  exit %7.2f\n' "$s1" "$se"
 printf '  flat guest   floor with irqchip and PIT  first byte %7.2f  exit %7.2f\n' "$i1" "$ie"
+printf '  flat guest   floor with the split irqchip (local APICs only)  first byte %7.2f  exit %7.2f\n' "$p1" "$pe"
 printf '  flat guest   lkvm   first byte %7.2f  exit %7.2f\n' "$l1" "$le"
 printf '    lkvm / floor:                 first byte %.2fx  exit %.2fx\n' \
 	"$(echo "$l1 / $f1" | bc -l)" "$(echo "$le / $fe" | bc -l)"

@@ -1,13 +1,17 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * floor [-i] FLAT [MIB]: the least any VMM must do to run a flat real-mode
+ * floor [-i|-s] FLAT [MIB]: the least any VMM must do to run a flat real-mode
  * binary that prints on COM1 and exits through port 0xf4: open /dev/kvm,
  * create the VM, its TSS, one memory slot of MIB (default 128) and one
  * vCPU, load the binary at 0x10000, start it at 1000:0000, and handle port
  * writes. No devices, no tables; with -i, also the in-kernel interrupt
  * controllers and PIT that every VMM with interrupts creates (QEMU,
  * kvmtool and Firecracker all do): tearing those down is most of a
- * VM's exit time. lkvm's boot time is compared with this program's.
+ * VM's exit time. With -s, the split irqchip instead (only the local
+ * APICs in the kernel, as cloud-hypervisor and QEMU's q35 with
+ * kernel-irqchip=split run; the PIC, I/O APIC and PIT are then the VMM's
+ * to emulate): what the exit costs without the kernel's. lkvm's boot
+ * time is compared with this program's.
  */
 #include <fcntl.h>
 #include <linux/kvm.h>
@@ -20,6 +24,7 @@
 int main(int argc, char **argv)
 {
 	int irqchip = argc > 1 && argv[1][0] == '-' && argv[1][1] == 'i';
+	int split = argc > 1 && argv[1][0] == '-' && argv[1][1] == 's';
 	size_t mem;
 
 	int kvm, vm, vcpu, fd;
@@ -30,8 +35,8 @@ int main(int argc, char **argv)
 	char *ram;
 	ssize_t n;
 
-	argv += irqchip;
-	argc -= irqchip;
+	argv += irqchip + split;
+	argc -= irqchip + split;
 	if (argc < 2)
 		return 2;
 	mem = (argc > 2 ? strtoul(argv[2], NULL, 0) : 128) << 20;
@@ -52,6 +57,13 @@ int main(int argc, char **argv)
 
 		ioctl(vm, KVM_CREATE_IRQCHIP, 0);
 		ioctl(vm, KVM_CREATE_PIT2, &pit);
+	}
+	if (split) {
+		struct kvm_enable_cap cap = { .cap = KVM_CAP_SPLIT_IRQCHIP,
+					      .args = { 24 } };
+
+		if (ioctl(vm, KVM_ENABLE_CAP, &cap))
+			return 2;
 	}
 	vcpu = ioctl(vm, KVM_CREATE_VCPU, 0);
 	run = mmap(NULL, (size_t)ioctl(kvm, KVM_GET_VCPU_MMAP_SIZE, 0),
