@@ -222,8 +222,7 @@ static int prepare(struct machine *m, void *arg)
 	struct prep *p = arg;
 	int err, fd;
 
-	err = confine_prepare(m);	/* confine_start() reports it */
-	(void)err;
+	(void)confine_prepare(m);	/* confine_start() reports it */
 	err = registry_claim(p->name, p->reg);
 	if (err)
 		return err;

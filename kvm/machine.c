@@ -863,6 +863,9 @@ static void *main_loop(void *arg)
 	return NULL;
 }
 
+/* The size of the CPU sets machine_prepare() works with. */
+#define PREP_MAX_CPUS 1024
+
 /*
  * Started by machine_prepare(): the set-up work that can go beside the
  * main thread's, then the main loop once machine_run() says so. It has
@@ -879,7 +882,7 @@ static void *prepare_then_loop(void *arg)
 	m->prep_err = m->prep ? m->prep(m, m->prep_arg) : 0;
 	/* Off set-up's CPU until now (machine_prepare); anywhere after. */
 	if (m->prep_cpus)
-		sched_setaffinity(0, CPU_ALLOC_SIZE(m->prep_ncpus),
+		sched_setaffinity(0, CPU_ALLOC_SIZE(PREP_MAX_CPUS),
 				  m->prep_cpus);
 	flag_give(&m->prep_done);
 	flag_wait(&m->loop_go);
@@ -898,7 +901,7 @@ static void *prepare_then_loop(void *arg)
  */
 static void away_from_setup(struct machine *m, pthread_attr_t *attr)
 {
-	int n = 1024, cpu = sched_getcpu();
+	int n = PREP_MAX_CPUS, cpu = sched_getcpu();
 	cpu_set_t *all = CPU_ALLOC((unsigned int)n), *other;
 	size_t size = CPU_ALLOC_SIZE(n);
 
@@ -912,12 +915,10 @@ static void away_from_setup(struct machine *m, pthread_attr_t *attr)
 	}
 	memcpy(other, all, size);
 	CPU_CLR_S(cpu, size, other);
-	if (pthread_attr_setaffinity_np(attr, size, other)) {
+	if (pthread_attr_setaffinity_np(attr, size, other))
 		CPU_FREE(all);
-	} else {
+	else
 		m->prep_cpus = all;
-		m->prep_ncpus = n;
-	}
 	CPU_FREE(other);
 }
 
@@ -974,6 +975,15 @@ int machine_prepared(struct machine *m)
 	return m->prep_err;
 }
 
+/* The word to the thread machine_prepare() started, once: run the loop,
+ * or leave (abort). */
+static void release_loop(struct machine *m, bool abort)
+{
+	m->loop_abort = abort;
+	m->loop_running = true;
+	flag_give(&m->loop_go);
+}
+
 int machine_run(struct machine *m,
 		void (*end)(struct machine *m, int status, void *arg),
 		void *arg)
@@ -990,8 +1000,7 @@ int machine_run(struct machine *m,
 		m->vcpus[0].thread = pthread_self();
 		m->vcpus[0].started = true;
 		if (m->loop_started) {
-			m->loop_running = true;
-			flag_give(&m->loop_go);
+			release_loop(m, false);
 			loop = m->loop_thread;
 		} else {
 			err = pthread_create(&loop, NULL, main_loop, m);
@@ -1008,8 +1017,7 @@ int machine_run(struct machine *m,
 	/* No vCPU, or no thread for the main loop: the run ends here. */
 	machine_stop(m, LKVM_EXIT_ERROR);
 	if (m->loop_started && !m->loop_running) {
-		m->loop_running = true;
-		flag_give(&m->loop_go);
+		release_loop(m, false);
 		pthread_join(m->loop_thread, NULL);
 	} else {
 		main_loop(m);
@@ -1025,9 +1033,7 @@ void machine_exit(struct machine *m)
 	/* Set-up failed after machine_prepare(): its thread leaves. */
 	if (m->loop_started && !m->loop_running) {
 		machine_prepared(m);
-		m->loop_abort = true;
-		m->loop_running = true;
-		flag_give(&m->loop_go);
+		release_loop(m, true);
 		pthread_join(m->loop_thread, NULL);
 	}
 	if (m->prep_cpus) {

@@ -482,12 +482,14 @@ static const struct device_ops confine_ops;
 /* The process-wide program in all_bpf, each class's in class_bpf[]. */
 static int build_all(struct machine *m)
 {
-	int err = filters_built ? 0 : build(m, SECCOMP_ALL, &all_bpf);
+	int err;
 
-	for (int c = 0; !err && !filters_built && c < NCLASS; c++)
+	if (filters_built)
+		return 0;
+	err = build(m, SECCOMP_ALL, &all_bpf);
+	for (int c = 0; !err && c < NCLASS; c++)
 		err = build(m, 1u << c, &class_bpf[c]);
-	if (!err)
-		filters_built = true;
+	filters_built = !err;
 	return err;
 }
 

@@ -139,7 +139,6 @@ struct machine {
 	bool loop_abort;
 	struct kvm_ctx *prep_kvm;
 	cpu_set_t *prep_cpus;	/* the CPUs allowed, to restore */
-	int prep_ncpus;
 	int prep_done;
 	int prep_err;
 	int loop_go;
