@@ -37,7 +37,9 @@ struct ioapic {
 	uint32_t regsel;
 	uint64_t redtbl[IOAPIC_PINS];
 	uint32_t lines;		/* input levels as last set (asserted = 1) */
-	uint32_t edge_pending;	/* edges that came while masked: dropped */
+	uint32_t edge_pending;	/* a rise came while masked and was dropped
+				 * (a record only; cleared by the pin's
+				 * next delivered rise) */
 	/* Sends one interrupt as an MSI message (address, data). */
 	void (*deliver)(struct ioapic *io, unsigned int pin, uint64_t addr,
 			uint32_t data);
