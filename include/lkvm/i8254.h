@@ -16,6 +16,9 @@
 #define I8254_PORT 0x40		/* channels 0-2, then the control word */
 #define I8254_SPEAKER_PORT 0x61
 #define I8254_HZ 1193182ull
+/* The shortest interval between IRQ 0 pulses i8254_tick() allows, so a
+ * guest programming a count of 1 or 2 cannot make its owner spin. */
+#define I8254_MIN_IRQ_NS 50000
 
 struct i8254_channel {
 	uint8_t mode;		/* 0-5 */
@@ -35,12 +38,29 @@ struct i8254_channel {
 	bool write_msb_next, read_msb_next;
 	uint8_t write_lsb;
 	bool null_count;
+	/* Internal: the count of the running cycle (reload is the last
+	 * written), the elapsed clocks at start_ns, counting paused by a
+	 * low gate, a count written in mode 2/3 that takes over at
+	 * switch_ns (the end of the running period), and the count shown
+	 * while nothing counts. */
+	uint32_t n;
+	int64_t base_ticks;
+	bool frozen;
+	bool switch_pending;
+	int64_t switch_ns;
+	uint16_t held;
 };
 
 struct i8254 {
 	struct i8254_channel ch[3];
 	bool speaker_on;	/* port 0x61 bit 1 */
 	int64_t irq_done_ns;	/* channel 0 rises up to here were pulsed */
+	/* Internal: a rise of channel 0 seen when the guest reprogrammed it
+	 * before the owner ticked, and when IRQ 0 was last pulsed (the
+	 * minimum interval counts from there). */
+	bool rise_pending;
+	int64_t rise_pending_ns;
+	int64_t last_pulse_ns;
 	/* The clock, ns (CLOCK_MONOTONIC when NULL). */
 	int64_t (*now)(struct i8254 *p);
 	/* One pulse of IRQ 0 (a rise of channel 0's output). */
