@@ -8,9 +8,10 @@
  * computed from the clock callback. Deliberate approximations:
  * - a written count starts counting at once (the chip loads it on the
  *   next CLK edge, 838 ns later);
- * - mode 3 with an odd count shows even values (N+1, N-1, ..., 2), and
- *   a count written while mode 2 or 3 runs takes over at the end of the
- *   period rather than of the half period;
+ * - mode 3 with an odd count N shows even values: N+1, N-1, ..., 2 in
+ *   the high half and N-1, ..., 2 in the low half; a count written while
+ *   mode 2 or 3 runs takes over at the end of the period rather than of
+ *   the half period;
  * - BCD counting decrements the decimal value; a written count with
  *   nibbles above 9 is taken digit by digit (so 0xffff counts 16665).
  */
@@ -34,14 +35,23 @@ static int64_t clock_now(struct i8254 *p)
 	return ts.tv_sec * NSEC + ts.tv_nsec;
 }
 
-/* Whole clocks in d ns (d >= 0), without overflowing for long spans. */
-static int64_t ns_to_ticks(int64_t d)
+/*
+ * The input clock's edges are a fixed grid on the clock callback's time
+ * line (edge k at ticks_to_ns(k)), as the chip's CLK is one oscillator
+ * whatever the guest writes: a count written between two edges starts
+ * counting at the next one. ns_to_ticks(x) is how many edges passed by x;
+ * split at the second, it neither drifts nor overflows. Times before 0
+ * count as 0.
+ */
+static int64_t ns_to_ticks(int64_t x)
 {
-	return d / NSEC * (int64_t)I8254_HZ +
-	       d % NSEC * (int64_t)I8254_HZ / NSEC;
+	if (x < 0)
+		return 0;
+	return x / NSEC * (int64_t)I8254_HZ +
+	       x % NSEC * (int64_t)I8254_HZ / NSEC;
 }
 
-/* The first ns by which k clocks have passed: ns_to_ticks(result) >= k. */
+/* Edge k: the first ns at which ns_to_ticks() reaches k. */
 static int64_t ticks_to_ns(int64_t k)
 {
 	int64_t hz = I8254_HZ, a = k / hz, b = k % hz;
@@ -71,7 +81,7 @@ static int64_t elapsed(const struct i8254_channel *c, int64_t x)
 {
 	if (c->frozen || x <= c->start_ns)
 		return c->base_ticks;
-	return c->base_ticks + ns_to_ticks(x - c->start_ns);
+	return c->base_ticks + ns_to_ticks(x) - ns_to_ticks(c->start_ns);
 }
 
 static void restart(struct i8254_channel *c, int64_t now, uint32_t n)
@@ -122,9 +132,10 @@ static void state_at(const struct i8254_channel *in, int64_t x,
 		p = (uint32_t)(t % n);
 		high = (n + 1) / 2;
 		*out = c.frozen || p < high;
-		if (p >= high)
-			p -= high;
-		*count = (((n + 1) & ~1u) - 2 * p) % m;
+		if (p < high)
+			*count = (((n + 1) & ~1u) - 2 * p) % m;
+		else
+			*count = ((n & ~1u) - 2 * (p - high)) % m;
 		break;
 	default:		/* 4, 5: strobe */
 		*out = t != n;
@@ -181,7 +192,7 @@ static int64_t rise_after(const struct i8254_channel *in, int64_t x)
 	}
 	if (rise <= t)
 		return -1;
-	return c.start_ns + ticks_to_ns(rise - c.base_ticks);
+	return ticks_to_ns(ns_to_ticks(c.start_ns) + rise - c.base_ticks);
 }
 
 static void freeze(struct i8254_channel *c, int64_t now)
@@ -243,8 +254,8 @@ static void load(struct i8254_channel *c, int64_t now, uint16_t raw)
 		if (c->counting && !c->frozen) {
 			t = elapsed(c, now);
 			end = (t / c->n + 1) * c->n;
-			c->switch_ns = c->start_ns +
-				       ticks_to_ns(end - c->base_ticks);
+			c->switch_ns = ticks_to_ns(ns_to_ticks(c->start_ns) +
+						   end - c->base_ticks);
 			c->switch_pending = true;
 			return;
 		}
@@ -338,7 +349,7 @@ static void latch_status(struct i8254_channel *c, int64_t now)
 	settle(&v, now);
 	null = c->null_count &&
 	       !(v.counting && !v.switch_pending && v.n == c->reload &&
-		 (v.frozen || now > v.start_ns));
+		 (v.frozen || elapsed(&v, now) > v.base_ticks));
 	if (!null)
 		c->null_count = false;
 	c->status = (uint8_t)(out_now(c, now) << 7 | null << 6 | c->rw << 4 |
