@@ -25,8 +25,11 @@ struct i8254_channel {
 	uint8_t rw;		/* 1 lsb, 2 msb, 3 lsb then msb */
 	bool bcd;
 	bool gate;
-	uint32_t reload;	/* 1..0x10000 (0 written means 0x10000) */
-	int64_t start_ns;	/* when counting began from reload */
+	uint32_t reload;	/* 1..0x10000 (0 written means 0x10000;
+				 * in BCD the decimal value, 0 meaning
+				 * 10000); 0 until a count is written */
+	int64_t start_ns;	/* when counting began (from n, at
+				 * base_ticks clocks) */
 	bool counting;		/* a count was loaded (and, for modes 1
 				 * and 5, the gate rose) */
 	/* Counter latch and status latch (read-back). */
