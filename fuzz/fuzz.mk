@@ -25,6 +25,7 @@ FUZZ_LOADERS := arch/x86/boot.c arch/x86/bootparams.c arch/x86/pvh.c
 FUZZ_SRC_fuzz-elf := arch/x86/elf.c $(FUZZ_LOADERS)
 FUZZ_SRC_fuzz-bzimage := arch/x86/bzimage.c $(FUZZ_LOADERS)
 FUZZ_SRC_fuzz-control := kvm/control.c
+FUZZ_SRC_fuzz-i8254 := hw/i8254.c
 $(O)/fuzz/fuzz-elf $(O)/fuzz/fuzz-bzimage: fuzz/loader.h \
 	tests/unit/fake-machine.h
 $(O)/fuzz/fuzz-control: tests/unit/fake-control.h tests/unit/fake-machine.h
