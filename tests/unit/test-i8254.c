@@ -583,10 +583,14 @@ static void ref_gate(struct ref *r, bool g)
 		ref_start(r);
 }
 
-static void ref_step(struct ref *r)
+/* One input clock; true when OUT rose (in modes 2 and 3 with a count of
+ * 1, OUT stays high and each clock counts as a rise). */
+static bool ref_step(struct ref *r)
 {
+	bool was = r->out;
+
 	if (!r->run || (!r->gate && r->mode != 1 && r->mode != 5))
-		return;
+		return false;
 	switch (r->mode) {
 	case 0:
 	case 1:
@@ -602,11 +606,12 @@ static void ref_step(struct ref *r)
 			r->pending = false;
 			r->ce = r->active;
 			r->out = true;
+			return true;
 		}
 		break;
 	case 3:
-		if (r->active == 1)	/* OUT stays high */
-			break;
+		if (r->active == 1)
+			return true;
 		r->ce -= 2;
 		if (r->ce == 0) {
 			r->out = !r->out;
@@ -623,12 +628,14 @@ static void ref_step(struct ref *r)
 		r->strobed |= r->ce == 0;
 		break;
 	}
+	return !was && r->out;
 }
 
-/* One byte to channel 2's count, for the model and the reference. */
-static void both_byte(struct i8254 *p, struct ref *r, uint8_t b)
+/* One byte to a channel's count, for the model and the reference. */
+static void both_byte(struct i8254 *p, struct ref *r, uint16_t port,
+		      uint8_t b)
 {
-	out(p, CH2, b);
+	out(p, port, b);
 	if (r->msb_next) {
 		r->msb_next = false;
 		ref_load(r, (uint16_t)(r->lsb | b << 8));
@@ -666,11 +673,11 @@ static void test_reference(void)
 			break;
 		case 1:
 			v = counts[random() % 13];
-			both_byte(&p, &r, v & 0xff);
-			both_byte(&p, &r, v >> 8);
+			both_byte(&p, &r, CH2, v & 0xff);
+			both_byte(&p, &r, CH2, v >> 8);
 			break;
 		case 2:
-			both_byte(&p, &r, (uint8_t)random());
+			both_byte(&p, &r, CH2, (uint8_t)random());
 			break;
 		case 3:
 			out(&p, 0x61, !r.gate);
@@ -703,6 +710,91 @@ static void test_reference(void)
 	CHECK(!bad, "channel 2 agrees with a clock-by-clock reference over "
 		    "100000 random writes, gate flips and waits");
 	printf("# reference: %u clocks stepped\n", steps);
+}
+
+/* When the reference's OUT next rises, in clocks from now, or -1. */
+static int64_t ref_next_rise(const struct ref *r, int limit)
+{
+	struct ref c = *r;
+
+	for (int k = 1; k <= limit; k++)
+		if (ref_step(&c))
+			return k;
+	return -1;
+}
+
+/*
+ * Channel 0 against the reference, through what the owner sees: after
+ * every operation it ticks, and the pulses and deadlines must be the
+ * reference's rises, merged when several came since the last pulse, held
+ * back to 50 us after the last pulse, and kept when the guest reprograms
+ * the channel before the tick.
+ */
+static void test_reference_irq0(void)
+{
+	static const uint16_t counts[] = { 2, 3, 5, 17, 60, 61, 100, 255,
+					   1000 };
+	unsigned int i, k, bad = 0, expect = 0, rises = 0;
+	int64_t origin, clk = 0, first_owed = -1, last = INT64_MIN / 2;
+	int64_t want, d, r_next;
+	struct ref r = { .mode = 0, .gate = true };
+	struct i8254 p;
+	uint16_t v;
+
+	srandom(8254000);
+	setup(&p);
+	origin = fake_ns;
+	for (i = 0; i < 30000 && !bad; i++) {
+		switch (random() % 6) {
+		case 0:
+			k = random() % 6;
+			if (k == 1 || k == 5)	/* never trigger on gate 0 */
+				k = 2;
+			out(&p, CTRL, (uint8_t)(0x30 | k << 1));
+			r = (struct ref){ .mode = (int)k, .gate = true };
+			r.out = r.mode != 0;
+			break;
+		case 1:
+			v = counts[random() % 9];
+			both_byte(&p, &r, CH0, v & 0xff);
+			both_byte(&p, &r, CH0, v >> 8);
+			break;
+		default:
+			k = random() % 4 ? random() % 100 : random() % 3000;
+			while (k--) {
+				clk++;
+				if (ref_step(&r)) {
+					rises++;
+					if (first_owed < 0)
+						first_owed = at_tick(origin, clk);
+				}
+			}
+			break;
+		}
+		fake_ns = at_tick(origin, clk) + random() % 838;
+		if (first_owed >= 0 && fake_ns >= last + I8254_MIN_IRQ_NS) {
+			expect++;
+			first_owed = -1;
+			last = fake_ns;
+		}
+		r_next = ref_next_rise(&r, 2100);
+		want = first_owed >= 0 ? first_owed :
+		       r_next < 0 ? -1 : at_tick(origin, clk + r_next);
+		if (want >= 0 && want < last + I8254_MIN_IRQ_NS)
+			want = last + I8254_MIN_IRQ_NS;
+		d = i8254_tick(&p);
+		if (pulses != expect || d != want) {
+			printf("# irq0 reference: step %u, mode %d, n %u: "
+			       "pulses %u want %u, deadline %+ld want %+ld "
+			       "(ns from now)\n", i, r.mode, r.n, pulses,
+			       expect, d < 0 ? -1 : (long)(d - fake_ns),
+			       want < 0 ? -1 : (long)(want - fake_ns));
+			bad = 1;
+		}
+	}
+	CHECK(!bad, "IRQ 0 pulses and deadlines follow a clock-by-clock "
+		    "reference of channel 0 over 30000 random operations");
+	printf("# irq0 reference: %u rises, %u pulses\n", rises, expect);
 }
 
 static void test_random(void)
@@ -765,6 +857,7 @@ int main(void)
 	test_irq0();
 	test_port61();
 	test_reference();
+	test_reference_irq0();
 	test_random();
 	return tap_done();
 }
