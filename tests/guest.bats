@@ -24,6 +24,9 @@ no_failures() {
 	grep -q '^ok .* - smp' <<<"$output"
 	grep -q '^ok .* - pit' <<<"$output"
 	grep -q '^ok .* - rtc' <<<"$output"
+	grep -q '^ok .* - pic: [0-9]* PIT ticks at vector 0x30 through 8259 IRQ0' <<<"$output"
+	grep -q '^ok .* - pit2: gate rise restarts mode 2' <<<"$output"
+	grep -q '^ok .* - ioapic: version 0x[0-9a-f]*, 24 pins' <<<"$output"
 }
 
 @test "test kernel: every check passes with -c 2 and 256 MiB" {

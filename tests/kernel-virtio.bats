@@ -54,9 +54,9 @@ no_failures() {
 	echo "$output"
 	echo "$stderr" >&2
 	[ "$status" -eq 0 ]
-	grep -qx '1\.\.10' <<<"$output"
+	grep -qx '1\.\.13' <<<"$output"
 	no_failures
-	[ "$(grep -c '^ok ' <<<"$output")" -eq 10 ]
+	[ "$(grep -c '^ok ' <<<"$output")" -eq 13 ]
 	grep -q '^ok [0-9]* - virtio-console: console0 (virtio-pci): 2 lines written' <<<"$output"
 	grep -q '^ok [0-9]* - virtio-rng: 1 device(s) (virtio-pci), 320 random bytes' <<<"$output"
 	grep -q '^ok [0-9]* - virtio-blk: blk0 (virtio-pci): 18439 sectors read, written, read back and restored, up to 8 requests in flight, flushed' <<<"$output"
@@ -164,7 +164,7 @@ transport_checks() {
 	grep -qx 'ok 4 - virtio-hostile # SKIP no virtio-blk or virtio-rng device' <<<"$output"
 	run --separate-stderr lkvm_run -p "tests=all expect_mem=128" </dev/null
 	[ "$status" -eq 0 ]
-	grep -qx '1\.\.7' <<<"$output"
+	grep -qx '1\.\.10' <<<"$output"
 }
 
 # hostile TRANSPORT: every case passes (what virtio 1.2 requires), and

@@ -56,9 +56,9 @@ no_failures() {
 		-device virtconsole,chardev=c0
 	echo "$output"
 	[ "$status" -eq 0 ]
-	grep -qx '1\.\.10' <<<"$output"
+	grep -qx '1\.\.13' <<<"$output"
 	no_failures
-	[ "$(grep -c '^ok ' <<<"$output")" -eq 10 ]
+	[ "$(grep -c '^ok ' <<<"$output")" -eq 13 ]
 	grep -q '^# virtio: blk0 on pci .* 1af4:1001, transitional, modern interface' <<<"$output"
 	grep -q '^ok [0-9]* - virtio-console: console0 (virtio-pci): 2 lines written' <<<"$output"
 	grep -q '^ok [0-9]* - virtio-rng: 1 device(s) (virtio-pci), 320 random bytes' <<<"$output"

@@ -5,7 +5,7 @@
 #
 # Each boot goes through SeaBIOS and QEMU's pvh.bin option ROM; on the
 # emulating KVM of the build machines that takes 4 to 6 s before the
-# kernel's first byte, and tests=all about 1.5 s more (x86-kernel/README.md).
+# kernel's first byte, and tests=all about 2 s more (x86-kernel/README.md).
 
 bats_require_minimum_version 1.5.0
 
@@ -35,10 +35,10 @@ qemu_run() {
 	[ "$status" -eq 0 ]
 	[ "${lines[0]}" = "# lkvm test kernel" ]
 	[[ "$output" == *"# cmdline: tests=all expect_mem=128 expect_cpus=2 hosttime="* ]]
-	grep -qx '1\.\.7' <<<"$output"
+	grep -qx '1\.\.10' <<<"$output"
 	! grep -q '^not ok' <<<"$output"
-	[ "$(grep -c '^ok ' <<<"$output")" -eq 7 ]
-	for check in serial rtc pit mem cmdline smp; do
+	[ "$(grep -c '^ok ' <<<"$output")" -eq 10 ]
+	for check in serial rtc pit mem cmdline smp pic pit2 ioapic; do
 		grep -q "^ok [0-9]* - $check: " <<<"$output"
 	done
 	grep -q '^ok [0-9]* - dtb # SKIP' <<<"$output"
@@ -48,7 +48,7 @@ qemu_run() {
 	run --separate-stderr qemu_run "expect_cpus=2"
 	echo "$output"
 	[ "$status" -eq 0 ]
-	grep -qx '1\.\.7' <<<"$output"
+	grep -qx '1\.\.10' <<<"$output"
 	! grep -q '^not ok' <<<"$output"
 }
 

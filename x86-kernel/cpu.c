@@ -34,6 +34,7 @@ uint64_t lapic_base = 0xfee00000;
 volatile uint64_t unexpected_irqs;
 volatile uint64_t pic_irq0_seen;
 volatile uint64_t msi_irqs;
+void (*volatile pic_irq_hook)(uint64_t vector);
 
 static void set_gate_type(int vec, uint64_t handler, uint8_t type)
 {
@@ -99,6 +100,10 @@ void isr_dispatch(struct irq_frame *f)
 	if (f->vector == VEC_SPURIOUS)
 		return; /* no EOI for the spurious vector */
 	if (f->vector >= VEC_PIC_BASE && f->vector < VEC_PIC_BASE + 16) {
+		if (pic_irq_hook) { /* the pic check (irq.c) routes IRQ0 here */
+			pic_irq_hook(f->vector);
+			return;
+		}
 		/* The 8259s are masked; only spurious IRQ7/IRQ15 may show up. */
 		if (f->vector == VEC_PIC_BASE)
 			pic_irq0_seen++;
@@ -122,9 +127,9 @@ void isr_dispatch(struct irq_frame *f)
 	lapic_write(LAPIC_EOI, 0);
 }
 
-/* Remap the 8259s away from the exception vectors and mask every input:
- * all device interrupts go through the I/O APIC. */
-static void pic_disable(void)
+/* Initialise both 8259s (ICW1-4): vectors VEC_PIC_BASE and VEC_PIC_BASE +
+ * 8, the slave on IRQ2, then the masks. */
+void pic_program(uint8_t master_mask, uint8_t slave_mask)
 {
 	outb(0x20, 0x11); /* ICW1: edge, cascade, ICW4 follows */
 	outb(0xa0, 0x11);
@@ -134,17 +139,24 @@ static void pic_disable(void)
 	outb(0xa1, 0x02);
 	outb(0x21, 0x01); /* 8086 mode */
 	outb(0xa1, 0x01);
-	outb(0x21, 0xff);
-	outb(0xa1, 0xff);
+	outb(0x21, master_mask);
+	outb(0xa1, slave_mask);
 }
 
-static void ioapic_write(uint32_t reg, uint32_t v)
+/* Remap the 8259s away from the exception vectors and mask every input:
+ * all device interrupts go through the I/O APIC. */
+static void pic_disable(void)
+{
+	pic_program(0xff, 0xff);
+}
+
+void ioapic_write(uint32_t reg, uint32_t v)
 {
 	mmio_write32(M.ioapic_addr, reg);
 	mmio_write32(M.ioapic_addr + 0x10, v);
 }
 
-static uint32_t ioapic_read(uint32_t reg)
+uint32_t ioapic_read(uint32_t reg)
 {
 	mmio_write32(M.ioapic_addr, reg);
 	return mmio_read32(M.ioapic_addr + 0x10);

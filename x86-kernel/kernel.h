@@ -194,6 +194,16 @@ extern volatile uint64_t unexpected_irqs;
 extern volatile uint64_t pic_irq0_seen;
 extern volatile uint64_t msi_irqs;
 extern uint64_t lapic_base;
+void pic_program(uint8_t master_mask, uint8_t slave_mask);
+void ioapic_write(uint32_t reg, uint32_t v);
+uint32_t ioapic_read(uint32_t reg);
+/* When set, interrupts at the 8259 vectors go here instead (irq.c). */
+extern void (*volatile pic_irq_hook)(uint64_t vector);
+
+/* irq.c: the 8259, PIT channel 2 and I/O APIC register checks */
+int check_pic(char *msg, size_t n);
+int check_pit2(char *msg, size_t n);
+int check_ioapic(char *msg, size_t n);
 
 /* timer.c */
 extern volatile uint64_t ticks;
