@@ -34,7 +34,7 @@ uint64_t lapic_base = 0xfee00000;
 volatile uint64_t unexpected_irqs;
 volatile uint64_t pic_irq0_seen;
 volatile uint64_t msi_irqs;
-void (*volatile pic_irq_hook)(uint64_t vector);
+bool (*volatile irq_hook)(uint64_t vector);
 
 static void set_gate_type(int vec, uint64_t handler, uint8_t type)
 {
@@ -99,11 +99,10 @@ void isr_dispatch(struct irq_frame *f)
 	}
 	if (f->vector == VEC_SPURIOUS)
 		return; /* no EOI for the spurious vector */
+	/* A check (irq.c) that takes over vectors; it sends their EOIs. */
+	if (irq_hook && irq_hook(f->vector))
+		return;
 	if (f->vector >= VEC_PIC_BASE && f->vector < VEC_PIC_BASE + 16) {
-		if (pic_irq_hook) { /* the pic check (irq.c) routes IRQ0 here */
-			pic_irq_hook(f->vector);
-			return;
-		}
 		/* The 8259s are masked; only spurious IRQ7/IRQ15 may show up. */
 		if (f->vector == VEC_PIC_BASE)
 			pic_irq0_seen++;

@@ -197,8 +197,9 @@ extern uint64_t lapic_base;
 void pic_program(uint8_t master_mask, uint8_t slave_mask);
 void ioapic_write(uint32_t reg, uint32_t v);
 uint32_t ioapic_read(uint32_t reg);
-/* When set, interrupts at the 8259 vectors go here instead (irq.c). */
-extern void (*volatile pic_irq_hook)(uint64_t vector);
+/* When set, every interrupt (not exceptions, not the spurious vector) is
+ * offered here first: true means taken, EOIs sent (irq.c). */
+extern bool (*volatile irq_hook)(uint64_t vector);
 
 /* irq.c: the 8259, PIT channel 2 and I/O APIC register checks */
 int check_pic(char *msg, size_t n);
