@@ -7,8 +7,8 @@
  *
  * - Registers are reached indirectly: IOREGSEL (offset 0x00, low 8 bits)
  *   picks one, IOWIN (0x10) reads or writes it. Unknown registers read 0
- *   and ignore writes; so do other offsets (there is no EOI register
- *   before version 0x20).
+ *   (as QEMU's model does; KVM's reads all ones) and ignore writes; so do
+ *   other offsets (there is no EOI register before version 0x20).
  * - Redirection entries keep every bit the guest writes but delivery
  *   status and remote IRR, which are read-only: a write leaves them as
  *   they were. Reserved bits read back as written, as KVM's in-kernel
