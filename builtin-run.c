@@ -44,6 +44,8 @@ static const struct option run_options[] = {
 	  "also write what the guest console prints to FILE"),
 	O("console", 0, OPT_STRING, console, "serial|virtio",
 	  "guest console device (default serial)"),
+	O("irqchip", 0, OPT_STRING, irqchip, "split|kernel",
+	  "interrupt controllers: lkvm's PIC, I/O APIC and PIT beside KVM's local APICs (split, the default), or all of them in KVM (kernel)"),
 	O("dump-dtb", 0, OPT_STRING, dump_dtb, "FILE",
 	  "write the device tree handed to the guest to FILE"),
 	O("disk", 'd', OPT_LIST, disks, "PATH[,ro]", "virtio-blk disk"),
@@ -125,6 +127,14 @@ static int check_config(struct machine_config *c)
 		c->console_kind = CONSOLE_VIRTIO;
 	} else {
 		pr_err("--console '%s': use serial or virtio", c->console);
+		return -1;
+	}
+	if (!c->irqchip || !strcmp(c->irqchip, "split")) {
+		c->irqchip_kind = IRQCHIP_SPLIT;
+	} else if (!strcmp(c->irqchip, "kernel")) {
+		c->irqchip_kind = IRQCHIP_KERNEL;
+	} else {
+		pr_err("--irqchip '%s': use split or kernel", c->irqchip);
 		return -1;
 	}
 	if (c->ram_size & (MIB - 1)) {

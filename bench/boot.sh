@@ -4,8 +4,9 @@
 #  - a flat real-mode guest that prints one line and exits through port
 #    0xf4: floor (bench/floor.c; also linked statically, with the
 #    in-kernel irqchip and PIT, and with the split irqchip) vs lkvm, exec
-#    to first byte and to exit, and lkvm's first byte without its seccomp
-#    filters (--no-seccomp);
+#    to first byte and to exit, lkvm's first byte without its seccomp
+#    filters (--no-seccomp), and lkvm with the kernel's irqchip and PIT
+#    (--irqchip kernel) instead of its own on the split irqchip;
 #  - the bundled test kernel running its serial check: lkvm vs QEMU;
 #  - lkvm's peak resident memory for both guests.
 set -eu
@@ -51,6 +52,7 @@ add floor-split 1 $B/floor -s "$tmp/flat" 128
 add lkvm-flat 1 ./lkvm run -m 128 -k "$tmp/flat"
 # The same without the seccomp filters: their share of start-up.
 add lkvm-flat-nosec 1 ./lkvm run --no-seccomp -m 128 -k "$tmp/flat"
+add lkvm-flat-kirq 1 ./lkvm run --irqchip kernel -m 128 -k "$tmp/flat"
 add lkvm-tk 0 ./lkvm run -m 128 -p tests=serial
 qemu=$(command -v qemu-system-x86_64 || true)
 if [ -n "$qemu" ]; then
@@ -99,6 +101,11 @@ printf '    lkvm / static floor:          first byte %.2fx  exit %.2fx\n' \
 	"$(echo "$l1 / $s1" | bc -l)" "$(echo "$le / $se" | bc -l)"
 printf '    lkvm / floor with irqchip:    first byte %.2fx  exit %.2fx\n' \
 	"$(echo "$l1 / $i1" | bc -l)" "$(echo "$le / $ie" | bc -l)"
+printf '    lkvm / floor with split irqchip: first byte %.2fx  exit %.2fx\n' \
+	"$(echo "$l1 / $p1" | bc -l)" "$(echo "$le / $pe" | bc -l)"
+k1=$(median "$tmp/lkvm-flat-kirq" 1); ke=$(median "$tmp/lkvm-flat-kirq" 2)
+printf '  flat guest   lkvm --irqchip kernel  first byte %7.2f  exit %7.2f  (/ floor with irqchip: %.2fx, %.2fx)\n' \
+	"$k1" "$ke" "$(echo "$k1 / $i1" | bc -l)" "$(echo "$ke / $ie" | bc -l)"
 n1=$(median "$tmp/lkvm-flat-nosec" 1)
 printf '  flat guest   lkvm --no-seccomp  first byte %7.2f  (the filters: %.2f ms)\n' \
 	"$n1" "$(echo "$l1 - $n1" | bc -l)"

@@ -54,6 +54,14 @@ struct kvm_callbacks {
 		     uint64_t data);
 	/* KVM_EXIT_SYSTEM_EVENT. */
 	int (*system_event)(void *opaque, struct kvm_vcpu *vcpu, uint32_t type);
+	/*
+	 * With the split irqchip (kvm_create_split_irqchip): the local APIC
+	 * took an EOI of a vector that a level-triggered I/O APIC route
+	 * uses (KVM_EXIT_IOAPIC_EOI). KVM_EXIT_IRQ_WINDOW_OPEN, which
+	 * request_interrupt_window asks for, needs no callback: it returns
+	 * KVM_CONTINUE so the caller injects before the next KVM_RUN.
+	 */
+	int (*eoi)(void *opaque, struct kvm_vcpu *vcpu, uint8_t vector);
 	/* Anything else: internal errors, failed entries, unknown exits. */
 	int (*unhandled)(void *opaque, struct kvm_vcpu *vcpu,
 			 struct kvm_run *run);
@@ -100,6 +108,9 @@ long kvm_require_caps(struct kvm_ctx *ctx, const long *caps);
 
 /* Machine-wide set-up. */
 int kvm_create_irqchip(struct kvm_ctx *ctx);
+/* Only the local APICs in the kernel (KVM_CAP_SPLIT_IRQCHIP); GSIs
+ * 0..ioapic_pins-1 are the VMM's I/O APIC's routes. */
+int kvm_create_split_irqchip(struct kvm_ctx *ctx, unsigned int ioapic_pins);
 int kvm_create_pit(struct kvm_ctx *ctx);
 int kvm_set_tss_addr(struct kvm_ctx *ctx, uint64_t addr);
 int kvm_set_identity_map_addr(struct kvm_ctx *ctx, uint64_t addr);

@@ -179,6 +179,11 @@ int kvm_create_irqchip(struct kvm_ctx *ctx)
 	return xioctl(ctx->vm_fd, KVM_CREATE_IRQCHIP, NULL);
 }
 
+int kvm_create_split_irqchip(struct kvm_ctx *ctx, unsigned int ioapic_pins)
+{
+	return kvm_enable_cap(ctx, KVM_CAP_SPLIT_IRQCHIP, ioapic_pins);
+}
+
 int kvm_create_pit(struct kvm_ctx *ctx)
 {
 	struct kvm_pit_config cfg = { .flags = KVM_PIT_SPEAKER_DUMMY };
@@ -437,6 +442,11 @@ int kvm_vcpu_run(struct kvm_vcpu *v)
 		return run_msr(v, cb, false);
 	case KVM_EXIT_X86_WRMSR:
 		return run_msr(v, cb, true);
+	case KVM_EXIT_IRQ_WINDOW_OPEN:
+		return KVM_CONTINUE;
+	case KVM_EXIT_IOAPIC_EOI:
+		return cb->eoi ? cb->eoi(v->ctx->opaque, v, run->eoi.vector) :
+				 KVM_CONTINUE;
 	case KVM_EXIT_SYSTEM_EVENT:
 		if (cb->system_event)
 			return cb->system_event(v->ctx->opaque, v,

@@ -179,6 +179,8 @@ int guest_write(struct machine *m, uint64_t gpa, const void *buf,
 
 int machine_irq_line(struct machine *m, unsigned int gsi, int level)
 {
+	if (m->irqchip)
+		return arch_irq_line(m, gsi, level);
 	return m->kvm ? kvm_irq_line(m->kvm, gsi, level) : 0;
 }
 
@@ -385,6 +387,15 @@ static int on_debug(void *opaque, struct kvm_vcpu *kv,
 	return vcpu_debug_exit(kvm_vcpu_opaque(kv), arch);
 }
 
+static int on_eoi(void *opaque, struct kvm_vcpu *kv, uint8_t vector)
+{
+	struct machine *m = opaque;
+
+	if (m->irqchip)
+		arch_eoi(m, kvm_vcpu_opaque(kv), vector);
+	return KVM_CONTINUE;
+}
+
 static const struct kvm_callbacks callbacks = {
 	.pio = on_pio,
 	.mmio = on_mmio,
@@ -392,6 +403,7 @@ static const struct kvm_callbacks callbacks = {
 	.debug = on_debug,
 	.shutdown = on_shutdown,
 	.system_event = on_system_event,
+	.eoi = on_eoi,
 	.unhandled = on_unhandled,
 };
 
@@ -698,6 +710,8 @@ static void vcpu_run_loop(struct vcpu *v)
 		if ((vcpu_ctl_pending(v) || machine_stopping(m)) &&
 		    !vcpu_ctl_service(v))
 			break;
+		if (m->irqchip)
+			arch_vcpu_pre_run(m, v);
 		r = kvm_vcpu_run(v->kvm);
 		vcpu_ctl_count_exit(v, r);
 		if (r == KVM_CONTINUE || r == -EINTR || r == -EAGAIN)

@@ -332,6 +332,11 @@ static void kick_locked(struct vcpu *v, bool *kick)
 	*kick = v->ctl->state == VCPU_STATE_RUNNING && !own_thread(v->ctl);
 }
 
+bool vcpu_on_own_thread(struct vcpu *v)
+{
+	return v->ctl && own_thread(v->ctl);
+}
+
 void vcpu_kick(struct vcpu *v)
 {
 	if (v->kvm)

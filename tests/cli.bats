@@ -101,6 +101,11 @@ teardown() { teardown_tmp; }
 	assert_one_line_error "--console 'tty': use serial or virtio"
 }
 
+@test "run: --irqchip accepts split or kernel only" {
+	run "$LKVM" run --irqchip user
+	assert_one_line_error "--irqchip 'user': use split or kernel"
+}
+
 @test "run: --kernel and --firmware together are refused" {
 	run "$LKVM" run -k /bin/true --firmware /bin/true
 	assert_one_line_error "cannot be used together"

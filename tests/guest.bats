@@ -37,6 +37,15 @@ no_failures() {
 	no_failures
 }
 
+@test "test kernel: every check passes with the kernel's irqchip (--irqchip kernel)" {
+	run timeout 120 "$LKVM" run --irqchip kernel -m 128 -c 2 \
+		-p "tests=all expect_mem=128 expect_cpus=2 hosttime=$(date +%s)" </dev/null
+	echo "$output"
+	[ "$status" -eq 0 ]
+	no_failures
+	grep -q '^ok .* - pit' <<<"$output"
+}
+
 @test "test kernel: the default run (no -k, no -p) passes" {
 	run timeout 120 "$LKVM" run </dev/null
 	[ "$status" -eq 0 ]

@@ -11,8 +11,9 @@
  * lkvm's /isa devices: rising edge) and, for Linux, from the command line
  * (virtio_mmio.device=512@0xfeb00000:5, collected in m->linux_params).
  *
- * The interrupt is an irqfd on the ISA IRQ, which the I/O APIC and the
- * 8259 take as edge-triggered: each used-buffer or configuration event
+ * The interrupt is an irqfd on the ISA IRQ (with lkvm's own irqchip, a
+ * pulse of the line: KVM's irqfds reach only its own I/O APIC and
+ * MSIs), which the I/O APIC and the 8259 take as edge-triggered: each used-buffer or configuration event
  * sends an edge, and the driver acknowledges the InterruptStatus bits it
  * saw (Linux acknowledges before it looks at the rings, so an event that
  * comes while it works sends a new edge). Notifications come through an
@@ -95,6 +96,11 @@ static void irq_pulse(struct virtio_dev *d)
 	struct virtio_mmio *vm = d->t_priv;
 	uint64_t one = 1;
 
+	if (vm->irq_fd < 0) {
+		machine_irq_line(d->m, vm->irq, 1);
+		machine_irq_line(d->m, vm->irq, 0);
+		return;
+	}
 	if (write(vm->irq_fd, &one, sizeof(one)) < 0)
 		(void)0;	/* counter saturated: an edge is pending */
 }
@@ -332,9 +338,11 @@ static void mmio_exit(struct virtio_dev *d)
 		if (vmc->mmio[i] == d)
 			vmc->mmio[i] = NULL;
 	ioevents(vm, false);
-	if (m->kvm)
-		kvm_irqfd(m->kvm, vm->irq_fd, vm->irq, -1, true);
-	close(vm->irq_fd);
+	if (vm->irq_fd >= 0) {
+		if (m->kvm)
+			kvm_irqfd(m->kvm, vm->irq_fd, vm->irq, -1, true);
+		close(vm->irq_fd);
+	}
 	iobus_unregister(m->mmio, vm->r);
 	free(vm->queue_align);
 	free(vm);
@@ -392,13 +400,14 @@ int virtio_mmio_plug(struct virtio_dev *d)
 	vm->page_size = 4096;
 	for (unsigned int q = 0; q < d->nvq; q++)
 		vm->queue_align[q] = 4096;
-	vm->irq_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (vm->irq_fd < 0) {
+	vm->irq_fd = m->irqchip ? -1 :
+				  eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (vm->irq_fd < 0 && !m->irqchip) {
 		err = -errno;
 		goto fail;
 	}
-	if (m->kvm && (err = kvm_irqfd(m->kvm, vm->irq_fd, vm->irq, -1,
-				       false)) < 0)
+	if (m->kvm && vm->irq_fd >= 0 &&
+	    (err = kvm_irqfd(m->kvm, vm->irq_fd, vm->irq, -1, false)) < 0)
 		goto fail;
 	err = iobus_register(m->mmio, vm->base, MMIO_SIZE, mmio_io, vm,
 			     d->name, &vm->r);

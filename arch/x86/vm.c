@@ -56,6 +56,8 @@ int x86_set_gsi_routing(struct machine *m,
 	unsigned int n = 0;
 	int err;
 
+	if (m->irqchip)
+		return x86_irqchip_set_routing(m, extra, nextra);
 	rt = calloc(1, sizeof(*rt) + (48 + nextra) * sizeof(rt->entries[0]));
 	if (!rt)
 		return -ENOMEM;
@@ -110,6 +112,15 @@ int arch_init_vm(struct machine *m)
 	    (err = kvm_set_identity_map_addr(m->kvm,
 					     tss - X86_IDENTITY_MAP_OFFSET)))
 		return err;
+	if (m->cfg.irqchip_kind == IRQCHIP_SPLIT) {
+		/* Asked for by default: a KVM without it (before Linux 4.4)
+		 * gets the kernel's irqchip instead. */
+		if (!m->cfg.irqchip &&
+		    kvm_check_extension(m->kvm, KVM_CAP_SPLIT_IRQCHIP) <= 0)
+			m->cfg.irqchip_kind = IRQCHIP_KERNEL;
+		else
+			return x86_irqchip_init(m);
+	}
 	/* The irqchip first: the PIT delivers through it. */
 	if ((err = kvm_create_irqchip(m->kvm)) ||
 	    (err = x86_set_gsi_routing(m, NULL, 0)) ||
@@ -122,6 +133,7 @@ void arch_exit(struct machine *m)
 {
 	struct x86_boot *b = m->boot;
 
+	x86_irqchip_exit(m);
 	if (!b)
 		return;
 	if (b->rom)

@@ -23,8 +23,19 @@ struct kvm_ctx;
  * thread than set-up's (machine_prepare): on x86 the host's CPUID table. */
 void arch_prefetch(struct kvm_ctx *kvm);
 
-/* In-kernel irqchip and PIT, TSS and identity-map pages. */
+/* The interrupt controllers (the kernel's, or lkvm's own on the split
+ * irqchip, which sets m->irqchip), TSS and identity-map pages. */
 int arch_init_vm(struct machine *m);
+
+/*
+ * With lkvm's own interrupt controllers (m->irqchip set), the core calls:
+ * arch_irq_line for machine_irq_line; arch_vcpu_pre_run on the vCPU's
+ * thread before each KVM_RUN (to inject what only user space can); and
+ * arch_eoi when a local APIC reports the EOI of a level-triggered vector.
+ */
+int arch_irq_line(struct machine *m, unsigned int gsi, int level);
+void arch_vcpu_pre_run(struct machine *m, struct vcpu *v);
+void arch_eoi(struct machine *m, struct vcpu *v, uint8_t vector);
 
 struct ram_range {
 	uint64_t gpa;

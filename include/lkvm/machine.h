@@ -24,6 +24,10 @@
 #define LKVM_EXIT_SIGNAL 128	/* + signal number */
 
 enum console_kind { CONSOLE_SERIAL, CONSOLE_VIRTIO };
+/* Whose interrupt controllers: the kernel's (PIC, I/O APIC, PIT and
+ * local APICs in KVM), or KVM's split irqchip (local APICs in KVM, the
+ * rest lkvm's own: arch/x86/irqchip.c). */
+enum irqchip_kind { IRQCHIP_KERNEL, IRQCHIP_SPLIT };
 
 struct machine_config {
 	const char *kernel;
@@ -36,6 +40,8 @@ struct machine_config {
 	unsigned int ncpus;
 	const char *console;		/* "serial" or "virtio" */
 	enum console_kind console_kind;
+	const char *irqchip;		/* "split" or "kernel" */
+	enum irqchip_kind irqchip_kind;
 	struct opt_list disks, nets, p9;
 	bool rng, balloon;
 	bool detach;			/* --detach: no terminal, runs on */
@@ -61,6 +67,7 @@ struct machine_debug;
 struct control;
 struct counters;
 struct msi_routes;
+struct irqchip;
 
 struct vcpu {
 	struct machine *m;
@@ -107,6 +114,10 @@ struct machine {
 
 	/* The PCI bus (hw/pci.c), NULL until the host bridge is up. */
 	struct pci_bus *pci;
+
+	/* The VMM's own interrupt controllers (arch), NULL when they are
+	 * the kernel's. */
+	struct irqchip *irqchip;
 
 	/* Next free GSI for PCI INTx and other non-ISA lines. */
 	unsigned int next_gsi;

@@ -95,6 +95,8 @@ void vcpu_ctl_wake_all(struct machine *m);
  * work is queued). Any thread.
  */
 void vcpu_kick(struct vcpu *v);
+/* Whether the caller is the thread that runs v. */
+bool vcpu_on_own_thread(struct vcpu *v);
 
 /*
  * Takes a hold on v for why and waits up to timeout_ms (-1: no limit)

@@ -354,9 +354,21 @@ uint64_t x86_tss_addr(const struct machine *m);
 struct kvm_irq_routing_entry;
 
 /*
+ * lkvm's own PIC, I/O APIC and PIT on KVM's split irqchip (irqchip.c):
+ * set-up (sets m->irqchip), teardown, and the routing table while they
+ * are in use (x86_set_gsi_routing goes there).
+ */
+int x86_irqchip_init(struct machine *m);
+void x86_irqchip_exit(struct machine *m);
+int x86_irqchip_set_routing(struct machine *m,
+			    const struct kvm_irq_routing_entry *extra,
+			    unsigned int nextra);
+
+/*
  * Installs lkvm's GSI routing (ISA IRQs to the 8259s and the I/O APIC,
  * the timer on pin 2, GSIs 16-23 to I/O APIC pins) plus extra entries
  * (MSI routes for irqfd). KVM replaces the whole table on every call.
+ * With lkvm's own irqchip: its level pins' routes plus extra.
  */
 int x86_set_gsi_routing(struct machine *m,
 			const struct kvm_irq_routing_entry *extra,

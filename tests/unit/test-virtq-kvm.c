@@ -9,6 +9,12 @@
  * - INTx: KVM_IRQ_LINE on the device's GSI, through the I/O APIC pin the
  *   MP table names;
  * - virtio-mmio: an irqfd on the device's ISA IRQ, through the I/O APIC.
+ * Each with the kernel's I/O APIC (--irqchip kernel) and with lkvm's own
+ * on KVM's split irqchip (--irqchip split), where INTx and virtio-mmio
+ * lines go through arch/x86/irqchip.c and its I/O APIC sends MSIs; there
+ * the level-triggered INTx is also taken through the local APIC's EOI
+ * (what KVM_EXIT_IOAPIC_EOI reports): delivered again while the line is
+ * up, not once the driver has read the ISR.
  * Skipped without /dev/kvm.
  */
 #include <fcntl.h>
@@ -16,6 +22,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lkvm/arch.h"
+#include "lkvm/ioapic.h"
 #include "lkvm/iobus.h"
 #include "lkvm/machine.h"
 #include "lkvm/virtio.h"
@@ -25,8 +33,11 @@
 #define BUF 0x300000ull
 #define APIC_SVR 0xf0
 #define APIC_IRR 0x200
+#define APIC_TMR 0x180
 
 static struct machine m;
+static enum irqchip_kind mode;
+static const char *mode_name;
 
 static void *gp(uint64_t gpa)
 {
@@ -73,6 +84,7 @@ static bool machine_up(const char *transport)
 	m.cfg.ncpus = 1;
 	m.cfg.rng = true;
 	m.cfg.params = "tests=";
+	m.cfg.irqchip_kind = mode;
 	if (machine_setup_config(&m))
 		return false;
 	vm = virtio_machine(&m);
@@ -80,15 +92,34 @@ static bool machine_up(const char *transport)
 	return machine_init(&m) == 0;
 }
 
-static bool irr(uint8_t vector)
+static bool apic_bit(unsigned int reg, uint8_t vector)
 {
 	struct kvm_lapic_state s;
 	uint32_t w;
 
 	if (kvm_get_lapic(m.vcpus[0].kvm, &s))
 		return false;
-	memcpy(&w, s.regs + APIC_IRR + 0x10 * (vector / 32), 4);
+	memcpy(&w, s.regs + reg + 0x10 * (vector / 32), 4);
 	return w & (1u << (vector % 32));
+}
+
+static bool irr(uint8_t vector)
+{
+	return apic_bit(APIC_IRR, vector);
+}
+
+/* Takes vector off the local APIC's IRR, as if the CPU had taken it. */
+static void irr_clear(uint8_t vector)
+{
+	struct kvm_lapic_state s;
+	uint32_t w;
+	char *p = s.regs + APIC_IRR + 0x10 * (vector / 32);
+
+	kvm_get_lapic(m.vcpus[0].kvm, &s);
+	memcpy(&w, p, 4);
+	w &= ~(1u << (vector % 32));
+	memcpy(p, &w, 4);
+	kvm_set_lapic(m.vcpus[0].kvm, &s);
 }
 
 /* irqfd injects through a work queue for I/O APIC routes: wait a bit. */
@@ -120,6 +151,15 @@ static void apic_on(void)
 static void ioapic_route(unsigned int pin, uint8_t vector, bool level)
 {
 	struct kvm_irqchip chip = { .chip_id = KVM_IRQCHIP_IOAPIC };
+
+	if (m.irqchip) {	/* lkvm's own, through its registers */
+		wr(false, IOAPIC_BASE + IOAPIC_REGSEL, 4, 0x11 + 2 * pin);
+		wr(false, IOAPIC_BASE + IOAPIC_WINDOW, 4, 0);
+		wr(false, IOAPIC_BASE + IOAPIC_REGSEL, 4, 0x10 + 2 * pin);
+		wr(false, IOAPIC_BASE + IOAPIC_WINDOW, 4,
+		   vector | (level ? IOAPIC_LEVEL : 0));
+		return;
+	}
 
 	kvm_get_irqchip(m.kvm, &chip);
 	chip.chip.ioapic.redirtbl[pin].bits = 0;
@@ -160,12 +200,21 @@ static void pci_kick(void)
 	wr(false, notify, 2, 0);
 }
 
+#define CHECKM(cond, what)                                                 \
+	do {                                                               \
+		char what_[160];                                           \
+		snprintf(what_, sizeof(what_), "%s: %s", mode_name, what); \
+		CHECK(cond, what_);                                        \
+	} while (0)
+
 static void test_pci(void)
 {
 	unsigned int cap, msix_cap = 0, gsi;
-	uint64_t bar4;
+	uint64_t bar4, isr = 0;
 
-	CHECK(machine_up("pci"), "pci: a machine with virtio-rng");
+	avail_idx = 0;
+	CHECKM(machine_up("pci") && !m.irqchip == (mode == IRQCHIP_KERNEL),
+	       "pci: a machine with virtio-rng");
 	apic_on();
 	for (slot = 1; slot < 32; slot++)
 		if (cfg_rd(slot, 0, 4) == 0x10051af4)
@@ -179,6 +228,8 @@ static void test_pci(void)
 			common = bar4 + cfg_rd(slot, cap + 8, 4);
 		if (cfg_rd(slot, cap, 1) == 0x09 && cfg_rd(slot, cap + 3, 1) == 2)
 			notify = bar4 + cfg_rd(slot, cap + 8, 4);
+		if (cfg_rd(slot, cap, 1) == 0x09 && cfg_rd(slot, cap + 3, 1) == 3)
+			isr = bar4 + cfg_rd(slot, cap + 8, 4);
 	}
 	gsi = cfg_rd(slot, 0x3c, 1);
 
@@ -199,9 +250,23 @@ static void test_pci(void)
 
 	/* INTx first: the I/O APIC pin the MP table gives (GSI = pin). */
 	ioapic_route(gsi, 0x51, true);
-	CHECK(gsi >= 16 && gsi <= 23 && rng_request(pci_kick, 64),
-	      "INTx: the request completes");
-	CHECK(irr_wait(0x51), "INTx: vector 0x51 pending in the local APIC");
+	CHECKM(gsi >= 16 && gsi <= 23 && rng_request(pci_kick, 64),
+	       "INTx: the request completes");
+	CHECKM(irr_wait(0x51), "INTx: vector 0x51 pending in the local APIC");
+	if (m.irqchip) {
+		CHECKM(apic_bit(APIC_TMR, 0x51),
+		       "INTx: the local APIC took it as level-triggered");
+		irr_clear(0x51);
+		arch_eoi(&m, NULL, 0x50);
+		CHECKM(!irr(0x51), "INTx: another vector's EOI: not again");
+		arch_eoi(&m, NULL, 0x51);
+		CHECKM(irr(0x51), "INTx: EOI with the line still up: again");
+		irr_clear(0x51);
+		CHECKM(isr && rd(false, isr, 1) == 1,
+		       "INTx: reading the ISR acknowledges it");
+		arch_eoi(&m, NULL, 0x51);
+		CHECKM(!irr(0x51), "INTx: EOI after the line fell: not again");
+	}
 
 	/* MSI-X: vector 0 to APIC 0, vector 0x41. */
 	cfg_wr(slot, msix_cap + 2, 2, 0x8000);
@@ -211,18 +276,18 @@ static void test_pci(void)
 	wr(false, msix + 12, 4, 0);
 	wr(false, common + 0x16, 2, 0);
 	wr(false, common + 0x1a, 2, 0);
-	CHECK(!irr(0x41) && rng_request(pci_kick, 64),
+	CHECKM(!irr(0x41) && rng_request(pci_kick, 64),
 	      "MSI-X: the request completes");
-	CHECK(irr_wait(0x41), "MSI-X: vector 0x41 pending (irqfd, MSI route)");
+	CHECKM(irr_wait(0x41), "MSI-X: vector 0x41 pending (irqfd, MSI route)");
 
 	/* The message changes while masked: the new one is routed. */
 	wr(false, msix + 12, 4, 1);
 	wr(false, msix + 8, 4, 0x42);
-	CHECK(rng_request(pci_kick, 64) && !irr(0x42) &&
+	CHECKM(rng_request(pci_kick, 64) && !irr(0x42) &&
 		      rd(false, msix + 0x800, 4) == 1,
 	      "MSI-X masked: nothing delivered, the pending bit set");
 	wr(false, msix + 12, 4, 0);
-	CHECK(irr_wait(0x42) && rd(false, msix + 0x800, 4) == 0,
+	CHECKM(irr_wait(0x42) && rd(false, msix + 0x800, 4) == 0,
 	      "MSI-X unmasked: the pending message goes to the new vector");
 	machine_exit(&m);
 }
@@ -236,10 +301,10 @@ static void mmio_kick(void)
 
 static void test_mmio(void)
 {
-	CHECK(machine_up("mmio"), "mmio: a machine with virtio-rng");
+	CHECKM(machine_up("mmio"), "mmio: a machine with virtio-rng");
 	apic_on();
 	mmio_base = 0xfeb00000;
-	CHECK(rd(false, mmio_base, 4) == 0x74726976, "mmio: the device is there");
+	CHECKM(rd(false, mmio_base, 4) == 0x74726976, "mmio: the device is there");
 	wr(false, mmio_base + 0x70, 4, 0);
 	wr(false, mmio_base + 0x70, 4, 3);
 	wr(false, mmio_base + 0x24, 4, 1);
@@ -255,8 +320,8 @@ static void test_mmio(void)
 	wr(false, mmio_base + 0x70, 4, 0xf);
 	ioapic_route(5, 0x61, false);
 	avail_idx = 0;
-	CHECK(rng_request(mmio_kick, 64), "mmio: the request completes");
-	CHECK(irr_wait(0x61), "mmio: IRQ 5 (irqfd) reaches vector 0x61");
+	CHECKM(rng_request(mmio_kick, 64), "mmio: the request completes");
+	CHECKM(irr_wait(0x61), "mmio: IRQ 5 reaches vector 0x61");
 	machine_exit(&m);
 }
 
@@ -269,6 +334,12 @@ int main(void)
 		return 0;
 	}
 	close(fd);
+	mode = IRQCHIP_KERNEL;
+	mode_name = "kernel irqchip";
+	test_pci();
+	test_mmio();
+	mode = IRQCHIP_SPLIT;
+	mode_name = "split irqchip";
 	test_pci();
 	test_mmio();
 	return tap_done();
