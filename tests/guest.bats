@@ -7,6 +7,7 @@ load helpers
 setup() { setup_tmp; }
 teardown() {
 	[ -n "${BGPID:-}" ] && kill -KILL "$BGPID" 2>/dev/null
+	stop_guests
 	teardown_tmp
 }
 
