@@ -26,6 +26,7 @@ FUZZ_SRC_fuzz-elf := arch/x86/elf.c $(FUZZ_LOADERS)
 FUZZ_SRC_fuzz-bzimage := arch/x86/bzimage.c $(FUZZ_LOADERS)
 FUZZ_SRC_fuzz-control := kvm/control.c
 FUZZ_SRC_fuzz-i8254 := hw/i8254.c
+FUZZ_SRC_fuzz-irqchip := hw/i8259.c hw/ioapic.c
 $(O)/fuzz/fuzz-elf $(O)/fuzz/fuzz-bzimage: fuzz/loader.h \
 	tests/unit/fake-machine.h
 $(O)/fuzz/fuzz-control: tests/unit/fake-control.h tests/unit/fake-machine.h
