@@ -46,6 +46,21 @@ rss_kib() { # pid
 	awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"
 }
 
+# rss_drops PID BEFORE-KIB DROP-KIB SECS: waits until PID's resident
+# memory is DROP-KIB below BEFORE-KIB (the kernel's RSS counters are
+# per-CPU and lag a little); prints the last reading.
+rss_drops() {
+	local deadline=$((SECONDS + $4)) now
+	while :; do
+		now=$(rss_kib "$1")
+		[ $(($2 - now)) -ge "$3" ] && break
+		[ $SECONDS -ge "$deadline" ] && break
+		sleep 0.05
+	done
+	echo "$now"
+	[ $(($2 - now)) -ge "$3" ]
+}
+
 # start_balloon NAME POOL-MIB [MORE-PARAMS]: a detached guest whose
 # balloon driver has touched POOL-MIB and serves the host for 60 s.
 start_balloon() {
@@ -80,9 +95,8 @@ start_balloon() {
 	[ "$status" -eq 0 ]
 	[ "$output" = "guest 'bal': balloon target 32 MiB, 0 MiB in the balloon" ]
 	wait_for "$TMP/bal.log" '^# virtio-balloon: actual 8192 pages$' 30
-	after=$(rss_kib "$pid")
-	echo "RSS before $before KiB, after $after KiB"
-	[ $((before - after)) -ge $((30 * 1024)) ]
+	after=$(rss_drops "$pid" "$before" $((30 * 1024)) 10) ||
+		{ echo "RSS before $before KiB, after $after KiB"; false; }
 
 	# The guest's own figure for total memory, as it printed it, is what
 	# lkvm shows from the stats queue.
@@ -167,9 +181,8 @@ start_balloon() {
 	before=$(rss_kib "$(cat "$TMP/q.pid")")
 	hmp "$TMP/q.mon" "balloon 96"	# QEMU's argument is the guest's new size
 	wait_for "$TMP/q.log" '^# virtio-balloon: actual 8192 pages$' 30
-	after=$(rss_kib "$(cat "$TMP/q.pid")")
-	echo "QEMU RSS before $before KiB, after $after KiB"
-	[ $((before - after)) -ge $((30 * 1024)) ]
+	after=$(rss_drops "$(cat "$TMP/q.pid")" "$before" $((30 * 1024)) 10) ||
+		{ echo "QEMU RSS before $before KiB, after $after KiB"; false; }
 	hmp "$TMP/q.mon" "balloon 128"
 	wait "$QPID"
 	QPID=""
