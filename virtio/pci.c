@@ -36,6 +36,7 @@
 #include <unistd.h>
 #include <sys/eventfd.h>
 
+#include "lkvm/ioapic.h"
 #include "lkvm/machine.h"
 #include "lkvm/pci.h"
 #include "lkvm/util.h"
@@ -132,7 +133,7 @@ struct msi_routes {
 };
 
 /* GSIs above the I/O APIC's pins are free for MSI routes. */
-#define MSI_FIRST_GSI X86_IOAPIC_PINS
+#define MSI_FIRST_GSI IOAPIC_PINS
 
 static struct msi_routes *routes_get(struct machine *m)
 {

@@ -145,23 +145,13 @@ static void ioapic_deliver(struct ioapic *io, unsigned int pin, uint64_t addr,
 /* Called with routing_lock held: the whole table, as KVM wants it. */
 static int apply_routes(struct irqchip *ic)
 {
-	struct kvm_irq_routing *rt;
+	struct kvm_irq_routing_entry pins[IOAPIC_PINS];
 	unsigned int n = 0;
-	int err;
 
-	rt = calloc(1, sizeof(*rt) +
-			       (IOAPIC_PINS + ic->nextra) * sizeof(rt->entries[0]));
-	if (!rt)
-		return -ENOMEM;
 	for (unsigned int pin = 0; pin < IOAPIC_PINS; pin++)
 		if (ic->pin_routed[pin])
-			rt->entries[n++] = ic->pin_route[pin];
-	for (unsigned int i = 0; i < ic->nextra; i++)
-		rt->entries[n++] = ic->extra[i];
-	rt->nr = n;
-	err = kvm_set_gsi_routing(ic->m->kvm, rt);
-	free(rt);
-	return err;
+			pins[n++] = ic->pin_route[pin];
+	return x86_submit_routes(ic->m, pins, n, ic->extra, ic->nextra);
 }
 
 /*
@@ -263,20 +253,6 @@ static void ioapic_io(struct io_region *r, struct kvm_vcpu *vcpu,
 }
 
 /* ---- the PIT ------------------------------------------------------------ */
-
-static int64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000000000ll + ts.tv_nsec;
-}
-
-static int64_t pit_now(struct i8254 *p)
-{
-	(void)p;
-	return mono_ns();
-}
 
 static void pit_irq0(struct i8254 *p)
 {
@@ -402,7 +378,7 @@ int x86_irqchip_init(struct machine *m)
 	ic->ioapic.opaque = ic;
 	/* The ID the MP table gives it: the one after the last CPU's. */
 	ioapic_reset(&ic->ioapic, (uint8_t)x86_ncpus(m));
-	ic->pit.now = pit_now;
+	/* No clock callback: the model reads CLOCK_MONOTONIC, the timerfd's. */
 	ic->pit.irq0 = pit_irq0;
 	ic->pit.opaque = ic;
 	i8254_reset(&ic->pit);

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "lkvm/ioapic.h"
 #include "lkvm/machine.h"
 #include "lkvm/pci.h"
 #include "lkvm/util.h"
@@ -37,9 +38,9 @@ enum mp_irq_type { MP_INT = 0, MP_NMI = 1, MP_SMI = 2, MP_EXTINT = 3 };
 #define MP_CPU_BSP		0x02
 #define MP_IOAPIC_ENABLED	0x01
 
-/* What KVM's local APIC and I/O APIC report in their version registers. */
+/* What KVM's local APIC reports in its version register; the I/O APIC's
+ * is IOAPIC_VERSION, the same for KVM's and lkvm's (lkvm/ioapic.h). */
 #define LAPIC_VERSION		0x14
-#define IOAPIC_VERSION		0x11
 
 /* CPUID 1 EAX and EDX to list; only informational for the guest. */
 #define CPU_SIGNATURE		0x00000600	/* family 6 */
@@ -116,7 +117,7 @@ static void add_ioapic(struct mp_writer *w, unsigned int id)
 	e[1] = id;
 	e[2] = IOAPIC_VERSION;
 	e[3] = MP_IOAPIC_ENABLED;
-	put_le32(e + 4, X86_IOAPIC_ADDR);
+	put_le32(e + 4, (uint32_t)IOAPIC_BASE);
 }
 
 static void add_irq(struct mp_writer *w, enum mp_entry_type type,

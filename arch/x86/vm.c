@@ -2,10 +2,12 @@
 /* The x86 VM as a whole: capabilities, interrupt controllers, RAM layout. */
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <sys/ioctl.h>
 
 #include "lkvm/arch.h"
+#include "lkvm/ioapic.h"
 #include "lkvm/machine.h"
 #include "lkvm/util.h"
 #include "lkvm/x86.h"
@@ -52,35 +54,47 @@ int x86_set_gsi_routing(struct machine *m,
 			const struct kvm_irq_routing_entry *extra,
 			unsigned int nextra)
 {
-	struct kvm_irq_routing *rt;
+	struct kvm_irq_routing_entry pins[2 * IOAPIC_PINS];
 	unsigned int n = 0;
-	int err;
 
 	if (m->irqchip)
 		return x86_irqchip_set_routing(m, extra, nextra);
-	rt = calloc(1, sizeof(*rt) + (48 + nextra) * sizeof(rt->entries[0]));
-	if (!rt)
-		return -ENOMEM;
-	for (unsigned int gsi = 0; gsi < X86_IOAPIC_PINS; gsi++) {
+	for (unsigned int gsi = 0; gsi < IOAPIC_PINS; gsi++) {
 		if (gsi == 2)
 			continue;
 		if (gsi < 16)
-			rt->entries[n++] = (struct kvm_irq_routing_entry){
+			pins[n++] = (struct kvm_irq_routing_entry){
 				.gsi = gsi,
 				.type = KVM_IRQ_ROUTING_IRQCHIP,
 				.u.irqchip = { gsi < 8 ? KVM_IRQCHIP_PIC_MASTER :
 						         KVM_IRQCHIP_PIC_SLAVE,
 					       gsi % 8 },
 			};
-		rt->entries[n++] = (struct kvm_irq_routing_entry){
+		pins[n++] = (struct kvm_irq_routing_entry){
 			.gsi = gsi,
 			.type = KVM_IRQ_ROUTING_IRQCHIP,
 			.u.irqchip = { KVM_IRQCHIP_IOAPIC, gsi ? gsi : 2 },
 		};
 	}
-	for (unsigned int i = 0; i < nextra; i++)
-		rt->entries[n++] = extra[i];
-	rt->nr = n;
+	return x86_submit_routes(m, pins, n, extra, nextra);
+}
+
+int x86_submit_routes(struct machine *m,
+		      const struct kvm_irq_routing_entry *pins, unsigned int npins,
+		      const struct kvm_irq_routing_entry *extra,
+		      unsigned int nextra)
+{
+	struct kvm_irq_routing *rt;
+	int err;
+
+	rt = calloc(1, sizeof(*rt) + (npins + nextra) * sizeof(rt->entries[0]));
+	if (!rt)
+		return -ENOMEM;
+	if (npins)
+		memcpy(rt->entries, pins, npins * sizeof(*pins));
+	if (nextra)
+		memcpy(rt->entries + npins, extra, nextra * sizeof(*extra));
+	rt->nr = npins + nextra;
 	err = kvm_set_gsi_routing(m->kvm, rt);
 	free(rt);
 	return err;

@@ -62,12 +62,11 @@ struct machine;
 #define X86_SEL_CODE64		0x10	/* Linux's __BOOT_CS */
 #define X86_SEL_DATA		0x18	/* Linux's __BOOT_DS */
 
-/* The 32-bit PCI hole and what sits at its top. */
+/* The 32-bit PCI hole and what sits at its top (and the I/O APIC, at
+ * IOAPIC_BASE with IOAPIC_PINS pins: lkvm/ioapic.h). */
 #define X86_PCI_HOLE_START	0xc0000000ull
 #define X86_4GIB		0x100000000ull
-#define X86_IOAPIC_ADDR		0xfec00000u
 #define X86_LAPIC_ADDR		0xfee00000u
-#define X86_IOAPIC_PINS		24
 
 /* Firmware images. */
 #define X86_FW_MAX		(16ull << 20)
@@ -373,6 +372,11 @@ int x86_irqchip_set_routing(struct machine *m,
 int x86_set_gsi_routing(struct machine *m,
 			const struct kvm_irq_routing_entry *extra,
 			unsigned int nextra);
+/* KVM_SET_GSI_ROUTING with pins[] then extra[], the whole table. */
+int x86_submit_routes(struct machine *m,
+		      const struct kvm_irq_routing_entry *pins, unsigned int npins,
+		      const struct kvm_irq_routing_entry *extra,
+		      unsigned int nextra);
 
 /* ---- cpu.c --------------------------------------------------------------- */
 
